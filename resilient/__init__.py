@@ -1,0 +1,33 @@
+"""Resilience for Python service calls: retries today; breakers, caches and locks to come.
+
+Every decorator works on sync and async functions and methods and reports each decision to
+the observers configured with :func:`configure`.
+"""
+
+from __future__ import annotations
+
+from . import wait
+from ._config import configure, reset_defaults
+from ._retry import Attempt, RetryBudget, Retrying, RetryPolicy, retry, retrying
+
+__all__ = [
+    # configuration
+    "configure",
+    "reset_defaults",
+    # retrying
+    "retry",
+    "retrying",
+    "RetryPolicy",
+    "RetryBudget",
+    "Retrying",
+    "Attempt",
+    "wait",
+]
+
+
+def __getattr__(name: str) -> str:
+    if name == "__version__":
+        from importlib.metadata import version  # noqa: PLC0415 - only read when asked for
+
+        return version("resilient")
+    raise AttributeError(f"module 'resilient' has no attribute {name!r}")

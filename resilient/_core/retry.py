@@ -1,0 +1,289 @@
+# The retry policy and the decisions of one retrying call, without any I/O.
+#
+# Rules:
+# - A policy is validated when it is built, which is when the decorator is applied.
+# - Only `Exception` subclasses are ever retried; cancellation, KeyboardInterrupt, SystemExit and
+#   GeneratorExit are BaseExceptions and pass straight through the drivers.
+# - After a failed attempt the run answers either "wait N seconds, then attempt again" or "give
+#   up" with a reason. It gives up when the error does not match `on=`, when the attempts are
+#   used up, when the next attempt could not start before the deadline (no wait crosses it), or
+#   when the retry budget is spent, checked in that order so that a budget token is only spent
+#   on a retry that will happen.
+# - The wait is the strategy's, raised to at least a valid Retry-After hint, then capped by
+#   `max_wait`. A strategy returning garbage (negative, NaN) means no wait.
+# - State is per call: a RetryRun belongs to one call of the decorated function.
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, Protocol, cast, runtime_checkable
+
+import attrs
+
+from ..typing import ExceptionPredicate, ExceptionTypes, ResultPredicate, Wait
+from .backoff import exponential, full_jitter
+from .seconds import non_negative_seconds, positive_seconds
+
+__all__ = ["Budget", "RetryPolicy", "RetryRun", "parse_retry_after", "retry_after_hint"]
+
+
+@runtime_checkable
+class Budget(Protocol):
+    """What a retry policy needs from a retry budget (see resilient.RetryBudget)."""
+
+    def record_call(self, now: float) -> None:
+        """Count one call."""
+
+    def try_retry(self, now: float) -> bool:
+        """Spend one retry if allowed."""
+
+
+def _convert_on(on: object) -> ExceptionTypes | ExceptionPredicate:
+    if isinstance(on, list):
+        on = tuple(on)
+    types = on if isinstance(on, tuple) else (on,)
+    if isinstance(on, tuple) and not on:
+        raise ValueError("on=() retries nothing: name the exception types to retry")
+    for item in types:
+        if isinstance(item, BaseException):
+            raise TypeError(
+                f"on= got the exception instance {item!r}; pass its class instead: "
+                f"on={type(item).__name__}"
+            )
+        if isinstance(item, type):
+            if issubclass(item, Exception):
+                continue
+            if issubclass(item, BaseException):
+                raise TypeError(
+                    f"on={item.__name__} can never be retried: cancellation, KeyboardInterrupt, "
+                    "SystemExit and GeneratorExit always propagate. Retry Exception subclasses."
+                )
+            raise TypeError(
+                f"on={item.__name__} is not an exception class: pass exception types, e.g. "
+                "on=(ConnectionError, TimeoutError), or a predicate taking the exception"
+            )
+        if isinstance(on, tuple) or not callable(item):
+            raise TypeError(
+                f"on={on!r} is neither exception types nor a predicate: pass e.g. "
+                "on=ConnectionError or on=lambda exc: isinstance(exc, OSError)"
+            )
+    return cast("ExceptionTypes | ExceptionPredicate", on)
+
+
+def _check_attempts(instance: object, attribute: object, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"attempts={value!r} must be a whole number, e.g. attempts=3")
+    if value < 1:
+        raise ValueError(
+            f"attempts={value!r} counts every call including the first, so it must be at least "
+            "1 (attempts=1 means no retry)"
+        )
+
+
+def _check_wait(instance: object, attribute: object, value: object) -> None:
+    if not callable(value):
+        raise TypeError(
+            f"wait={value!r} is not a wait strategy: use resilient.wait.exponential() or any "
+            "callable (attempt, previous) -> seconds"
+        )
+
+
+def _check_optional_callable(
+    instance: object, attribute: attrs.Attribute[Any], value: object
+) -> None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{attribute.name}={value!r} must be a callable or None")
+
+
+def _check_budget(
+    instance: object, attribute: attrs.Attribute[Budget | None], value: Budget | None
+) -> None:
+    if value is not None and not isinstance(value, Budget):
+        raise TypeError(f"budget={value!r} must be a resilient.RetryBudget or None")
+
+
+def _default_wait() -> Wait:
+    return full_jitter(exponential(initial=0.1, multiplier=2.0, max=10.0))
+
+
+def _deadline(value: object) -> float | None:
+    return None if value is None else positive_seconds("deadline", value)
+
+
+def _max_wait(value: object) -> float:
+    return non_negative_seconds("max_wait", value)
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How to retry a call. Every field is also a keyword argument of :func:`resilient.retry`.
+
+    Attributes:
+        on: The exception types to retry, or a predicate taking the exception. Required:
+            retrying every exception hides bugs.
+        on_result: A predicate taking the returned value; when it returns true, the call is
+            retried as if it had failed. After the last attempt the last value is returned.
+        attempts: The most attempts in all, the first call included; ``None`` for no limit
+            (then a *deadline* is required).
+        deadline: The most seconds (or a timedelta) from the first attempt until giving up. No
+            wait crosses it and no attempt starts after it.
+        wait: The wait strategy between attempts (see :mod:`resilient.wait`). The default is
+            exponential backoff from 0.1 s doubling up to 10 s, with full jitter.
+        max_wait: The longest single wait in seconds, Retry-After hints included.
+        retry_after: Whether to honour a Retry-After hint carried by the exception.
+        budget: A :class:`resilient.RetryBudget` limiting retries across all calls sharing it.
+        name: The name reported in events; by default the decorated function's qualified name.
+    """
+
+    on: ExceptionTypes | ExceptionPredicate = attrs.field(converter=_convert_on)
+    on_result: ResultPredicate | None = attrs.field(
+        default=None, validator=_check_optional_callable
+    )
+    attempts: int | None = attrs.field(default=3, validator=_check_attempts)
+    deadline: float | None = attrs.field(default=None, converter=_deadline)
+    wait: Wait = attrs.field(factory=_default_wait, validator=_check_wait)
+    max_wait: float = attrs.field(default=60.0, converter=_max_wait)
+    retry_after: bool = True
+    budget: Budget | None = attrs.field(default=None, validator=_check_budget)
+    name: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.attempts is None and self.deadline is None:
+            raise ValueError(
+                "attempts=None with no deadline would retry forever: give attempts=N or "
+                "deadline=seconds"
+            )
+
+    def matches(self, exc: Exception) -> bool:
+        """Return whether *exc* is one this policy retries."""
+        on = self.on
+        if isinstance(on, (type, tuple)):
+            return isinstance(exc, on)
+        return bool(on(exc))
+
+
+def _finite_non_negative(seconds: float) -> float | None:
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+_DELTA_SECONDS = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
+
+
+def parse_retry_after(value: object, now: Callable[[], float]) -> float | None:
+    """Return the seconds a Retry-After *value* asks to wait, or ``None`` for garbage.
+
+    *value* is seconds (a number or timedelta) or an HTTP header value: delta-seconds or an
+    HTTP-date, read against the wall clock *now* (a date in the past means no wait).
+    """
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, timedelta):
+        return _finite_non_negative(value.total_seconds())
+    if isinstance(value, (int, float)):
+        return _finite_non_negative(float(value))
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if _DELTA_SECONDS.fullmatch(text):
+        return _finite_non_negative(float(text))
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; anything without a zone is not one
+        return None
+    return max(0.0, when.timestamp() - now())
+
+
+def retry_after_hint(exc: BaseException, now: Callable[[], float]) -> float | None:
+    """Return the Retry-After hint *exc* carries, in seconds, or ``None``.
+
+    The hint is read from ``exc.retry_after`` (seconds, a timedelta, or a header value), else
+    from a ``Retry-After`` header in ``exc.response.headers`` (as requests and httpx errors have).
+    Anything unreadable is ignored.
+    """
+    try:
+        value = getattr(exc, "retry_after", None)
+        if value is None:
+            headers = getattr(getattr(exc, "response", None), "headers", None)
+            if headers is None:
+                return None
+            value = headers.get("Retry-After")
+            if value is None:
+                value = headers.get("retry-after")
+        return parse_retry_after(value, now)
+    except Exception:  # noqa: BLE001 - a hint is advisory; a broken one is no hint
+        return None
+
+
+class RetryRun:
+    """The state of one retrying call: which attempt it is on and why it stopped."""
+
+    __slots__ = ("attempt", "deadline_at", "max_attempts", "policy", "previous", "reason", "start")
+
+    def __init__(self, policy: RetryPolicy, start: float, max_attempts: int | None) -> None:
+        self.policy = policy
+        self.start = start
+        self.max_attempts = max_attempts
+        self.deadline_at = None if policy.deadline is None else start + policy.deadline
+        self.attempt = 1
+        self.previous = 0.0
+        self.reason: str | None = None
+
+    def after_error(self, exc: Exception, now: float, wall: Callable[[], float]) -> float | None:
+        """Return the wait before the next attempt after *exc*, or ``None`` to give up."""
+        if not self.policy.matches(exc):
+            self.reason = None
+            return None
+        hint = retry_after_hint(exc, wall) if self.policy.retry_after else None
+        return self._schedule(now, hint)
+
+    def after_result(self, result: object, now: float) -> float | None:
+        """Return the wait before the next attempt after *result*, or ``None`` to accept it."""
+        check = self.policy.on_result
+        if check is None or not check(result):
+            self.reason = None
+            return None
+        return self._schedule(now, None)
+
+    def _schedule(self, now: float, hint: float | None) -> float | None:
+        policy = self.policy
+        if self.max_attempts is not None and self.attempt >= self.max_attempts:
+            self.reason = "attempts"
+            return None
+        delay = policy.wait(self.attempt, self.previous)
+        if not (delay >= 0):  # NaN or negative from a custom strategy: no wait
+            delay = 0.0
+        if hint is not None and hint > delay:
+            delay = hint
+        delay = min(delay, policy.max_wait)
+        if self.deadline_at is not None and now + delay >= self.deadline_at:
+            self.reason = "deadline"
+            return None
+        if policy.budget is not None and not policy.budget.try_retry(now):
+            self.reason = "budget"
+            return None
+        self.attempt += 1
+        self.previous = delay
+        return delay
+
+    def note(self, name: str, now: float) -> str:
+        """Describe, for a PEP 678 note, how the run ended."""
+        attempts = "1 attempt" if self.attempt == 1 else f"{self.attempt} attempts"
+        why = {
+            "attempts": "attempts exhausted",
+            "deadline": "the next attempt could not start before the deadline",
+            "budget": "the retry budget is spent",
+            None: "this error is not retried",
+        }[self.reason]
+        elapsed = now - self.start
+        return f"resilient.retry({name}): gave up after {attempts} over {elapsed:.3f}s: {why}"

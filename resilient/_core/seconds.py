@@ -1,0 +1,40 @@
+# Converting and validating durations given by users: float seconds or timedelta, never negative,
+# never NaN or infinite. Errors name the argument and say what to write instead.
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+__all__ = ["Seconds", "non_negative_seconds", "positive_seconds"]
+
+Seconds = float | int | timedelta
+
+
+def _to_float(name: str, value: object) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{name}={value!r} is not a duration: give seconds as a number or a "
+            f"datetime.timedelta, e.g. {name}=0.5"
+        )
+    result = float(value)
+    if math.isnan(result) or math.isinf(result):
+        raise ValueError(f"{name}={value!r} is not a finite duration: give seconds, e.g. {name}=5")
+    return result
+
+
+def non_negative_seconds(name: str, value: object) -> float:
+    """Return *value* as float seconds, refusing negative, NaN and infinite durations."""
+    result = _to_float(name, value)
+    if result < 0:
+        raise ValueError(f"{name}={value!r} is negative: give zero or more seconds")
+    return result
+
+
+def positive_seconds(name: str, value: object) -> float:
+    """Return *value* as float seconds, refusing zero and anything non-positive."""
+    result = _to_float(name, value)
+    if result <= 0:
+        raise ValueError(f"{name}={value!r} must be more than zero seconds")
+    return result

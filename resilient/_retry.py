@@ -1,0 +1,330 @@
+# `@retry`, `retrying()` and `RetryBudget`: the drivers around the sans-I/O core in
+# _core/retry.py.
+#
+# The sync and async drivers are the same short loop, one with `await`: call, and on failure ask
+# the run for a wait (or give up), sleep, call again. Everything they share (the decision,
+# events, notes, testing-mode caps) lives in `_RetryDriver` methods called from both. On the
+# success path a call reads the clock once and allocates nothing else; the per-call RetryRun is
+# only built after a first failure.
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from typing import Any, TypedDict, Unpack
+
+import attrs
+
+from ._config import DEFAULTS
+from ._core.budget import BudgetWindow
+from ._core.retry import RetryPolicy, RetryRun
+from ._core.seconds import non_negative_seconds, positive_seconds
+from ._decorate import Call, Decorator, Target
+from ._drive import emit
+from .events import RetriesExhausted, RetryScheduled
+from .typing import ExceptionPredicate, ExceptionTypes, ResultPredicate, Wait
+
+__all__ = ["Attempt", "RetryBudget", "RetryOptions", "RetryPolicy", "Retrying", "retry", "retrying"]
+
+
+class RetryBudget:
+    """Limit retries to a share of calls, so a failing dependency is not hammered harder.
+
+    Over the last *window* seconds, retries may not exceed *ratio* times the calls made, plus a
+    reserve of *min_per_second* retries per second so that low traffic can still retry. Every
+    call through a policy holding this budget counts; give the same budget to several policies
+    to share it between them. Thread-safe.
+
+    Args:
+        ratio: Retries allowed per call, e.g. 0.2 for one retry per five calls.
+        min_per_second: Retries always allowed per second, whatever the traffic.
+        window: Seconds of history the budget looks at.
+    """
+
+    __slots__ = ("_lock", "_window", "min_per_second", "ratio", "window")
+
+    def __init__(
+        self, ratio: float = 0.2, min_per_second: float = 10.0, window: float | timedelta = 10.0
+    ) -> None:
+        self.ratio = non_negative_seconds("ratio", ratio)
+        self.min_per_second = non_negative_seconds("min_per_second", min_per_second)
+        self.window = positive_seconds("window", window)
+        self._window = BudgetWindow(self.ratio, self.min_per_second, self.window)
+        self._lock = threading.Lock()
+
+    def record_call(self, now: float) -> None:
+        """Count one call made at *now* (a time on the configured clock)."""
+        with self._lock:
+            self._window.record_call(now)
+
+    def try_retry(self, now: float) -> bool:
+        """Spend one retry at *now* if the budget allows it, and say whether it did."""
+        with self._lock:
+            return self._window.try_retry(now)
+
+    def __repr__(self) -> str:
+        return (
+            f"RetryBudget(ratio={self.ratio!r}, min_per_second={self.min_per_second!r}, "
+            f"window={self.window!r})"
+        )
+
+
+class RetryOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`retry` and :func:`retrying`: the fields of RetryPolicy."""
+
+    on: ExceptionTypes | ExceptionPredicate
+    on_result: ResultPredicate | None
+    attempts: int | None
+    deadline: float | timedelta | None
+    wait: Wait
+    max_wait: float | timedelta
+    retry_after: bool
+    budget: RetryBudget | None
+    name: str | None
+
+
+def _policy(caller: str, policy: object, options: RetryOptions) -> RetryPolicy:
+    if policy is None:
+        if "on" not in options:
+            raise TypeError(
+                f"{caller}() needs on=: the exception types to retry, e.g. "
+                f"{caller}(on=ConnectionError). Retrying every exception hides bugs."
+            )
+        return RetryPolicy(**options)
+    if not isinstance(policy, RetryPolicy):
+        raise TypeError(
+            f"{caller}() takes a RetryPolicy or keyword arguments, not {policy!r}: write "
+            f"@{caller}(on=ConnectionError, attempts=3)"
+        )
+    return attrs.evolve(policy, **options) if options else policy
+
+
+def _error_type(exc: BaseException) -> str:
+    cls = type(exc)
+    if cls.__module__ == "builtins":
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class _RetryDriver:
+    """Runs one policy for one decorated function (or one block); shared by both drivers."""
+
+    __slots__ = ("budget", "inner", "name", "on_result", "policy")
+
+    def __init__(self, policy: RetryPolicy, name: str, inner: Call | None) -> None:
+        self.policy = policy
+        self.name = name
+        self.inner = inner
+        self.budget = policy.budget
+        self.on_result = policy.on_result
+
+    def begin(self, start: float) -> RetryRun:
+        """Return the state of a call that started at *start* and has failed once."""
+        attempts = self.policy.attempts
+        if DEFAULTS.testing:
+            cap = DEFAULTS.testing_attempts
+            attempts = cap if attempts is None else min(attempts, cap)
+        return RetryRun(self.policy, start, attempts)
+
+    def after_error(self, run: RetryRun, exc: Exception) -> float | None:
+        """Decide after a failed attempt: the wait before the next one, or ``None`` to give up.
+
+        On giving up, *exc* gets a note saying how the retrying went; the caller re-raises it.
+        """
+        clock = DEFAULTS.clock
+        now = clock.monotonic()
+        delay = run.after_error(exc, now, clock.time)
+        self._report(run, now, delay, _error_type(exc))
+        if delay is None and (run.reason is not None or run.attempt > 1):
+            exc.add_note(run.note(self.name, now))
+        return delay
+
+    def after_result(self, run: RetryRun, result: object) -> float | None:
+        """Decide after a returned *result*: the wait before retrying, or ``None`` to return it."""
+        now = DEFAULTS.clock.monotonic()
+        delay = run.after_result(result, now)
+        self._report(run, now, delay, None)
+        return delay
+
+    def _report(self, run: RetryRun, now: float, delay: float | None, error: str | None) -> None:
+        if not DEFAULTS.observers:
+            return
+        if delay is not None:
+            event: RetryScheduled | RetriesExhausted = RetryScheduled(
+                policy=self.name, time=now, attempt=run.attempt - 1, delay=delay, error_type=error
+            )
+        elif run.reason is not None:
+            event = RetriesExhausted(
+                policy=self.name,
+                time=now,
+                attempts=run.attempt,
+                elapsed=now - run.start,
+                error_type=error,
+                reason=run.reason,
+            )
+        else:
+            return
+        emit(DEFAULTS, event)
+
+    def start(self) -> float:
+        """Read the clock at the start of a call and count the call against the budget."""
+        now = DEFAULTS.clock.monotonic()
+        if self.budget is not None:
+            self.budget.record_call(now)
+        return now
+
+    def run_sync(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Call the function, retrying as the policy says (the sync driver)."""
+        start = self.start()
+        run = None
+        while True:
+            try:
+                result = self.inner(wrapped, instance, args, kwargs)  # type: ignore[misc]
+            except Exception as exc:
+                run = run or self.begin(start)
+                delay = self.after_error(run, exc)
+                if delay is None:
+                    raise
+            else:
+                if self.on_result is None:
+                    return result
+                run = run or self.begin(start)
+                delay = self.after_result(run, result)
+                if delay is None:
+                    return result
+            if delay and not DEFAULTS.testing:
+                DEFAULTS.clock.sleep(delay)
+
+    async def run_async(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Await the function, retrying as the policy says (the async driver)."""
+        start = self.start()
+        run = None
+        while True:
+            try:
+                result = await self.inner(wrapped, instance, args, kwargs)  # type: ignore[misc]
+            except Exception as exc:
+                run = run or self.begin(start)
+                delay = self.after_error(run, exc)
+                if delay is None:
+                    raise
+            else:
+                if self.on_result is None:
+                    return result
+                run = run or self.begin(start)
+                delay = self.after_result(run, result)
+                if delay is None:
+                    return result
+            if delay and not DEFAULTS.testing:
+                await DEFAULTS.clock.asleep(delay)
+
+
+@attrs.frozen
+class _RetryLayer:
+    policy: RetryPolicy
+
+    def build(self, inner: Call, target: Target) -> Call:
+        driver = _RetryDriver(self.policy, self.policy.name or target.name, inner)
+        return driver.run_async if target.is_async else driver.run_sync
+
+
+def retry(policy: RetryPolicy | None = None, /, **options: Unpack[RetryOptions]) -> Decorator:
+    """Retry the decorated function or method (sync or async) when it fails.
+
+    Takes a :class:`RetryPolicy`, or its fields as keyword arguments (or both: the keywords
+    override the policy's fields). After the last attempt the original exception propagates,
+    with a note saying how many attempts were made over how long.
+
+    Raises:
+        TypeError: At decoration time, for a missing ``on=``, an exception instance or a
+            non-exception class in ``on=``, or a generator function.
+        ValueError: At decoration time, for ``attempts < 1``, a negative or NaN wait, or a
+            deadline that is not positive.
+
+    Example:
+        >>> from resilient import retry
+        >>> @retry(on=ConnectionError, attempts=3)
+        ... def fetch(url: str) -> bytes:
+        ...     return b"ok"
+        >>> fetch("https://example.com")
+        b'ok'
+    """
+    return Decorator(_RetryLayer(_policy("retry", policy, options)), "retry")
+
+
+class Attempt:
+    """One attempt of a :func:`retrying` block: use it as ``with attempt:`` around the work."""
+
+    __slots__ = ("_driver", "_run", "delay", "number")
+
+    def __init__(self, driver: _RetryDriver, run: RetryRun) -> None:
+        self._driver = driver
+        self._run = run
+        self.number = run.attempt
+        self.delay: float | None = None
+
+    def __enter__(self) -> Attempt:
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+        if not isinstance(exc, Exception):
+            return False
+        self.delay = self._driver.after_error(self._run, exc)
+        return self.delay is not None
+
+    def __repr__(self) -> str:
+        return f"<Attempt {self.number} of {self._driver.name}>"
+
+
+class Retrying:
+    """The attempts of a retried block; iterate with ``for`` or ``async for``."""
+
+    __slots__ = ("_driver",)
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._driver = _RetryDriver(policy, policy.name or "retrying", None)
+
+    def __iter__(self) -> Iterator[Attempt]:
+        driver = self._driver
+        run = driver.begin(driver.start())
+        while True:
+            attempt = Attempt(driver, run)
+            yield attempt
+            if attempt.delay is None:
+                return
+            if attempt.delay and not DEFAULTS.testing:
+                DEFAULTS.clock.sleep(attempt.delay)
+
+    async def __aiter__(self) -> AsyncIterator[Attempt]:
+        driver = self._driver
+        run = driver.begin(driver.start())
+        while True:
+            attempt = Attempt(driver, run)
+            yield attempt
+            if attempt.delay is None:
+                return
+            if attempt.delay and not DEFAULTS.testing:
+                await DEFAULTS.clock.asleep(attempt.delay)
+
+
+def retrying(policy: RetryPolicy | None = None, /, **options: Unpack[RetryOptions]) -> Retrying:
+    """Retry a block of code that is not a function of its own.
+
+    Example:
+        >>> from resilient import retrying
+        >>> for attempt in retrying(on=ConnectionError, attempts=3):
+        ...     with attempt:
+        ...         result = "done"
+        >>> result
+        'done'
+
+    ``async for attempt in retrying(...)`` works the same way in coroutines, waiting with
+    ``asyncio.sleep``. ``on_result=`` does not apply: a block has no result to check.
+    """
+    resolved = _policy("retrying", policy, options)
+    if resolved.on_result is not None:
+        raise TypeError("retrying() has no result to check: on_result= works with @retry only")
+    return Retrying(resolved)

@@ -1,0 +1,1 @@
+pytest_plugins = ["resilient.testing.pytest_plugin"]
