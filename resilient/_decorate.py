@@ -83,7 +83,7 @@ def _target(function: Callable[..., Any], decorator: str) -> Target:
             "decorator. Decorate a function that consumes the generator instead."
         )
     module = getattr(inner, "__module__", None)
-    qualname = getattr(inner, "__qualname__", None) or repr(inner)
+    qualname = getattr(inner, "__qualname__", None) or type(inner).__qualname__
     name = f"{module}.{qualname}" if module else qualname
     return Target(function=inner, is_async=inspect.iscoroutinefunction(inner), name=name)
 
