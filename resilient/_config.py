@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from ._drive import SystemClock
+from ._clock import SystemClock
 from .typing import Clock, Observer
 
 __all__ = ["DEFAULTS", "Defaults", "configure", "reset_defaults"]

@@ -1,38 +1,106 @@
-# The drivers' shared effects: the only module that sleeps (through SystemClock) and the one place
-# that delivers events to observers. Capability modules hold the sync and async loops themselves,
-# each a few lines that perform what their sans-I/O core decided; everything they share is here.
+# The drivers: the only code that sleeps or calls the user's function again after a capability's
+# first-attempt fast path, and the one place that delivers events to observers.
+#
+# A capability writes its procedure once, as a generator of effects (`Steps`): it yields CALL to
+# have the function called (and receives the Outcome), or Sleep(seconds) to wait, and finally
+# returns the Outcome to hand to the caller. `drive_sync` and `drive_async` are the two
+# interpreters of that little language; they are mirror images and the only sync/async pair.
+# Outcomes travel as values and are raised only at the edge, outside any `except` block, so the
+# user's exception keeps its own context and traceback.
 from __future__ import annotations
 
-import asyncio
 import logging
-import time as _time
-from typing import TYPE_CHECKING
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Final
+
+from ._config import DEFAULTS, Defaults
 
 if TYPE_CHECKING:
-    from ._config import Defaults
+    from ._decorate import Call
     from .events import Event
 
-__all__ = ["SystemClock", "emit"]
+__all__ = ["CALL", "Outcome", "Sleep", "Steps", "drive_async", "drive_sync", "emit"]
 
 _logger = logging.getLogger("resilient")
 
 
-class SystemClock:
-    """The real clock: :func:`time.monotonic`, :func:`time.time`, and real sleeps.
+class Outcome:
+    """What one call of the function gave: a value, or the exception it raised."""
 
-    The methods are the standard library's functions themselves, so reading the time on a hot
-    path costs one C call.
-    """
+    __slots__ = ("error", "value")
 
-    __slots__ = ()
+    def __init__(self, value: Any = None, error: Exception | None = None) -> None:
+        self.value = value
+        self.error = error
 
-    monotonic = staticmethod(_time.monotonic)
-    time = staticmethod(_time.time)
-    sleep = staticmethod(_time.sleep)  # noqa: TID251 - the one place allowed to sleep
-    asleep = staticmethod(asyncio.sleep)
+    def unwrap(self) -> Any:
+        """Return the value, or raise the exception (the original object, not a wrapper)."""
+        if self.error is not None:
+            raise self.error
+        return self.value
 
-    def __repr__(self) -> str:
-        return "SystemClock()"
+
+class Sleep:
+    """Effect: wait this many seconds (never zero: a procedure skips zero waits)."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+CALL: Final = "call"
+"""Effect: call the function once more and send back its Outcome."""
+
+Steps = Generator["Sleep | str", "Outcome | None", Outcome]
+
+
+def drive_sync(  # noqa: PLR0917 - the arguments are wrapt's call shape, passed through
+    steps: Steps, call: Call, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: Any
+) -> Any:
+    """Run a procedure in this thread: call the function, sleep on the clock, then unwrap."""
+    defaults = DEFAULTS
+    sent: Outcome | None = None
+    while True:
+        try:
+            effect = steps.send(sent)
+        except StopIteration as stop:
+            final: Outcome = stop.value
+            break
+        if isinstance(effect, Sleep):
+            sent = None
+            if not defaults.testing:
+                defaults.clock.sleep(effect.seconds)
+        else:
+            try:
+                sent = Outcome(call(wrapped, instance, args, kwargs))
+            except Exception as exc:  # noqa: BLE001 - the procedure decides what to do with it
+                sent = Outcome(error=exc)
+    return final.unwrap()
+
+
+async def drive_async(  # noqa: PLR0917 - the arguments are wrapt's call shape, passed through
+    steps: Steps, call: Call, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: Any
+) -> Any:
+    """Run a procedure in this task: await the function, sleep on the clock, then unwrap."""
+    defaults = DEFAULTS
+    sent: Outcome | None = None
+    while True:
+        try:
+            effect = steps.send(sent)
+        except StopIteration as stop:
+            final: Outcome = stop.value
+            break
+        if isinstance(effect, Sleep):
+            sent = None
+            if not defaults.testing:
+                await defaults.clock.asleep(effect.seconds)
+        else:
+            try:
+                sent = Outcome(await call(wrapped, instance, args, kwargs))
+            except Exception as exc:  # noqa: BLE001 - the procedure decides what to do with it
+                sent = Outcome(error=exc)
+    return final.unwrap()
 
 
 def emit(defaults: Defaults, event: Event) -> None:

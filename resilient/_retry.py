@@ -1,11 +1,11 @@
 # `@retry`, `retrying()` and `RetryBudget`: the drivers around the sans-I/O core in
 # _core/retry.py.
 #
-# The sync and async drivers are the same short loop, one with `await`: call, and on failure ask
-# the run for a wait (or give up), sleep, call again. Everything they share (the decision,
-# events, notes, testing-mode caps) lives in `_RetryDriver` methods called from both. On the
-# success path a call reads the clock once and allocates nothing else; the per-call RetryRun is
-# only built after a first failure.
+# The first attempt runs inline in `run_sync` / `run_async`: on the success path a call reads the
+# clock once and allocates nothing else. After a failure the rest of the call is the procedure in
+# `_RetryDriver.steps`, written once and performed by the generic drivers in _drive.py; the
+# per-call RetryRun is only built then. The block form (`retrying()`) uses the same decisions
+# (`after_error`) around the user's block.
 from __future__ import annotations
 
 import threading
@@ -20,7 +20,7 @@ from ._core.budget import BudgetWindow
 from ._core.retry import RetryPolicy, RetryRun
 from ._core.seconds import non_negative_seconds, positive_seconds
 from ._decorate import Call, Decorator, Target
-from ._drive import emit
+from ._drive import CALL, Outcome, Sleep, Steps, drive_async, drive_sync, emit
 from .events import RetriesExhausted, RetryScheduled
 from .typing import ExceptionPredicate, ExceptionTypes, ResultPredicate, Wait
 
@@ -107,16 +107,22 @@ def _error_type(exc: BaseException) -> str:
 
 
 class _RetryDriver:
-    """Runs one policy for one decorated function (or one block); shared by both drivers."""
+    """The decisions of one policy, shared by the decorator's drivers and the block form."""
 
-    __slots__ = ("budget", "inner", "name", "on_result", "policy")
+    __slots__ = ("budget", "name", "on_result", "policy")
 
-    def __init__(self, policy: RetryPolicy, name: str, inner: Call | None) -> None:
+    def __init__(self, policy: RetryPolicy, name: str) -> None:
         self.policy = policy
         self.name = name
-        self.inner = inner
         self.budget = policy.budget
         self.on_result = policy.on_result
+
+    def start(self) -> float:
+        """Read the clock at the start of a call and count the call against the budget."""
+        now = DEFAULTS.clock.monotonic()
+        if self.budget is not None:
+            self.budget.record_call(now)
+        return now
 
     def begin(self, start: float) -> RetryRun:
         """Return the state of a call that started at *start* and has failed once."""
@@ -139,10 +145,15 @@ class _RetryDriver:
             exc.add_note(run.note(self.name, now))
         return delay
 
-    def after_result(self, run: RetryRun, result: object) -> float | None:
-        """Decide after a returned *result*: the wait before retrying, or ``None`` to return it."""
+    def after_result(
+        self, run: RetryRun, result: object, *, rejected: bool = False
+    ) -> float | None:
+        """Decide after a returned *result*: the wait before retrying, or ``None`` to return it.
+
+        *rejected* says that on_result has already judged this result as one to retry.
+        """
         now = DEFAULTS.clock.monotonic()
-        delay = run.after_result(result, now)
+        delay = run.after_result(result, now, rejected=rejected)
         self._report(run, now, delay, None)
         return delay
 
@@ -166,60 +177,70 @@ class _RetryDriver:
             return
         emit(DEFAULTS, event)
 
-    def start(self) -> float:
-        """Read the clock at the start of a call and count the call against the budget."""
-        now = DEFAULTS.clock.monotonic()
-        if self.budget is not None:
-            self.budget.record_call(now)
-        return now
+
+class _RetryCall(_RetryDriver):
+    """The policy applied to one decorated function, around the step inside it."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, policy: RetryPolicy, name: str, inner: Call) -> None:
+        super().__init__(policy, name)
+        self.inner = inner
+
+    def steps(self, start: float, first: Outcome) -> Steps:
+        """The retry procedure after a first attempt that failed or returned a rejected value.
+
+        Written once for both drivers: it yields CALL for each further attempt and Sleep for
+        each wait, and returns the outcome the caller gets.
+        """
+        run = self.begin(start)
+        outcome = first
+        if first.error is None:
+            delay = self.after_result(run, first.value, rejected=True)
+        else:
+            delay = self.after_error(run, first.error)
+        while delay is not None:
+            if delay:
+                yield Sleep(delay)
+            sent = yield CALL
+            assert sent is not None  # the drivers send an Outcome after CALL
+            outcome = sent
+            if outcome.error is None:
+                delay = self.after_result(run, outcome.value)
+            else:
+                delay = self.after_error(run, outcome.error)
+        return outcome
 
     def run_sync(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        """Call the function, retrying as the policy says (the sync driver)."""
+        """Call the function; on failure hand the rest to the sync driver."""
         start = self.start()
-        run = None
-        while True:
-            try:
-                result = self.inner(wrapped, instance, args, kwargs)  # type: ignore[misc]
-            except Exception as exc:
-                run = run or self.begin(start)
-                delay = self.after_error(run, exc)
-                if delay is None:
-                    raise
-            else:
-                if self.on_result is None:
-                    return result
-                run = run or self.begin(start)
-                delay = self.after_result(run, result)
-                if delay is None:
-                    return result
-            if delay and not DEFAULTS.testing:
-                DEFAULTS.clock.sleep(delay)
+        try:
+            result = self.inner(wrapped, instance, args, kwargs)
+        except Exception as exc:  # noqa: BLE001 - decided by the policy in steps()
+            first = Outcome(error=exc)
+        else:
+            if self.on_result is None or not self.on_result(result):
+                return result
+            first = Outcome(result)
+        return drive_sync(self.steps(start, first), self.inner, wrapped, instance, args, kwargs)
 
     async def run_async(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        """Await the function, retrying as the policy says (the async driver)."""
+        """Await the function; on failure hand the rest to the async driver."""
         start = self.start()
-        run = None
-        while True:
-            try:
-                result = await self.inner(wrapped, instance, args, kwargs)  # type: ignore[misc]
-            except Exception as exc:
-                run = run or self.begin(start)
-                delay = self.after_error(run, exc)
-                if delay is None:
-                    raise
-            else:
-                if self.on_result is None:
-                    return result
-                run = run or self.begin(start)
-                delay = self.after_result(run, result)
-                if delay is None:
-                    return result
-            if delay and not DEFAULTS.testing:
-                await DEFAULTS.clock.asleep(delay)
+        try:
+            result = await self.inner(wrapped, instance, args, kwargs)
+        except Exception as exc:  # noqa: BLE001 - decided by the policy in steps()
+            first = Outcome(error=exc)
+        else:
+            if self.on_result is None or not self.on_result(result):
+                return result
+            first = Outcome(result)
+        steps = self.steps(start, first)
+        return await drive_async(steps, self.inner, wrapped, instance, args, kwargs)
 
 
 @attrs.frozen
@@ -227,7 +248,7 @@ class _RetryLayer:
     policy: RetryPolicy
 
     def build(self, inner: Call, target: Target) -> Call:
-        driver = _RetryDriver(self.policy, self.policy.name or target.name, inner)
+        driver = _RetryCall(self.policy, self.policy.name or target.name, inner)
         return driver.run_async if target.is_async else driver.run_sync
 
 
@@ -285,7 +306,7 @@ class Retrying:
     __slots__ = ("_driver",)
 
     def __init__(self, policy: RetryPolicy) -> None:
-        self._driver = _RetryDriver(policy, policy.name or "retrying", None)
+        self._driver = _RetryDriver(policy, policy.name or "retrying")
 
     def __iter__(self) -> Iterator[Attempt]:
         driver = self._driver

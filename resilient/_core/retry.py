@@ -247,10 +247,13 @@ class RetryRun:
         hint = retry_after_hint(exc, wall) if self.policy.retry_after else None
         return self._schedule(now, hint)
 
-    def after_result(self, result: object, now: float) -> float | None:
-        """Return the wait before the next attempt after *result*, or ``None`` to accept it."""
+    def after_result(self, result: object, now: float, *, rejected: bool = False) -> float | None:
+        """Return the wait before the next attempt after *result*, or ``None`` to accept it.
+
+        *rejected* says the caller already found that ``on_result`` wants this result retried.
+        """
         check = self.policy.on_result
-        if check is None or not check(result):
+        if not rejected and (check is None or not check(result)):
             self.reason = None
             return None
         return self._schedule(now, None)
