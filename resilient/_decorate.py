@@ -23,7 +23,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, cast
 import attrs
 import wrapt
 
-__all__ = ["Call", "Decorator", "Layer", "Target", "layers_of"]
+__all__ = ["Call", "Decorator", "Layer", "Target", "call_function", "layers_of"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -49,9 +49,14 @@ class Layer(Protocol):
         """Return the call step that runs this capability around *inner*."""
 
 
-def _call_function(
+def call_function(
     wrapped: Callable[..., Any], instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
+    """The innermost step: call the function itself.
+
+    A layer whose *inner* is this step may call ``wrapped(*args, **kwargs)`` directly on its
+    fast path instead, saving one Python call.
+    """
     return wrapped(*args, **kwargs)
 
 
@@ -102,7 +107,7 @@ class Decorator:
             function = function.__wrapped__  # type: ignore[attr-defined]  # our wrapper has it
         target = _target(function, self.name)
         layers = (self.layer, *inner_layers)
-        call: Call = _call_function
+        call: Call = call_function
         for layer in reversed(layers):
             call = layer.build(call, target)
         return cast("Callable[P, R]", _Wrapper(function, layers, call))

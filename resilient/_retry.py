@@ -19,7 +19,7 @@ from ._config import DEFAULTS
 from ._core.budget import BudgetWindow
 from ._core.retry import RetryPolicy, RetryRun
 from ._core.seconds import non_negative_seconds, positive_seconds
-from ._decorate import Call, Decorator, Target
+from ._decorate import Call, Decorator, Target, call_function
 from ._drive import CALL, Outcome, Sleep, Steps, drive_async, drive_sync, emit
 from .events import RetriesExhausted, RetryScheduled
 from .typing import ExceptionPredicate, ExceptionTypes, ResultPredicate, Wait
@@ -181,11 +181,13 @@ class _RetryDriver:
 class _RetryCall(_RetryDriver):
     """The policy applied to one decorated function, around the step inside it."""
 
-    __slots__ = ("inner",)
+    __slots__ = ("inner", "nested")
 
     def __init__(self, policy: RetryPolicy, name: str, inner: Call) -> None:
         super().__init__(policy, name)
         self.inner = inner
+        # None when the step inside is the function itself, which the fast path then calls
+        self.nested = None if inner is call_function else inner
 
     def steps(self, start: float, first: Outcome) -> Steps:
         """The retry procedure after a first attempt that failed or returned a rejected value.
@@ -215,9 +217,15 @@ class _RetryCall(_RetryDriver):
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Call the function; on failure hand the rest to the sync driver."""
-        start = self.start()
+        start = DEFAULTS.clock.monotonic()
+        if self.budget is not None:
+            self.budget.record_call(start)
+        nested = self.nested
         try:
-            result = self.inner(wrapped, instance, args, kwargs)
+            if nested is None:
+                result = wrapped(*args, **kwargs)
+            else:
+                result = nested(wrapped, instance, args, kwargs)
         except Exception as exc:  # noqa: BLE001 - decided by the policy in steps()
             first = Outcome(error=exc)
         else:
@@ -230,9 +238,15 @@ class _RetryCall(_RetryDriver):
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Await the function; on failure hand the rest to the async driver."""
-        start = self.start()
+        start = DEFAULTS.clock.monotonic()
+        if self.budget is not None:
+            self.budget.record_call(start)
+        nested = self.nested
         try:
-            result = await self.inner(wrapped, instance, args, kwargs)
+            if nested is None:
+                result = await wrapped(*args, **kwargs)
+            else:
+                result = await nested(wrapped, instance, args, kwargs)
         except Exception as exc:  # noqa: BLE001 - decided by the policy in steps()
             first = Outcome(error=exc)
         else:
