@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
-from typing import Any, TypedDict, Unpack
+from typing import Any, Required, TypedDict, Unpack, overload
 
 import attrs
 
@@ -24,7 +24,16 @@ from ._drive import CALL, Outcome, Sleep, Steps, drive_async, drive_sync, emit
 from .events import RetriesExhausted, RetryScheduled
 from .typing import ExceptionPredicate, ExceptionTypes, ResultPredicate, Wait
 
-__all__ = ["Attempt", "RetryBudget", "RetryOptions", "RetryPolicy", "Retrying", "retry", "retrying"]
+__all__ = [
+    "Attempt",
+    "RetryArguments",
+    "RetryBudget",
+    "RetryOptions",
+    "RetryPolicy",
+    "Retrying",
+    "retry",
+    "retrying",
+]
 
 
 class RetryBudget:
@@ -69,10 +78,7 @@ class RetryBudget:
         )
 
 
-class RetryOptions(TypedDict, total=False):
-    """The keyword arguments of :func:`retry` and :func:`retrying`: the fields of RetryPolicy."""
-
-    on: ExceptionTypes | ExceptionPredicate
+class _Settings(TypedDict, total=False):
     on_result: ResultPredicate | None
     attempts: int | None
     deadline: float | timedelta | None
@@ -83,7 +89,34 @@ class RetryOptions(TypedDict, total=False):
     name: str | None
 
 
-def _policy(caller: str, policy: object, options: RetryOptions) -> RetryPolicy:
+class RetryOptions(_Settings, total=False):
+    """The keyword arguments of :func:`retry` and :func:`retrying`: the fields of RetryPolicy.
+
+    With a policy given, every one is optional and overrides the policy's field.
+    """
+
+    on: ExceptionTypes | ExceptionPredicate
+
+
+class RetryArguments(_Settings, total=False):
+    """The keyword arguments of :func:`retry` and :func:`retrying` without a policy.
+
+    ``on=`` is required: retrying every exception hides bugs.
+    """
+
+    on: Required[ExceptionTypes | ExceptionPredicate]
+
+
+_FIELDS = frozenset(RetryOptions.__optional_keys__ | RetryOptions.__required_keys__)
+
+
+def _policy(caller: str, policy: object, options: dict[str, Any]) -> RetryPolicy:
+    unknown = sorted(set(options) - _FIELDS)
+    if unknown:
+        raise TypeError(
+            f"{caller}() got unknown keyword {', '.join(map(repr, unknown))}; the settings are: "
+            f"{', '.join(field.name for field in attrs.fields(RetryPolicy))}"
+        )
     if policy is None:
         if "on" not in options:
             raise TypeError(
@@ -91,12 +124,15 @@ def _policy(caller: str, policy: object, options: RetryOptions) -> RetryPolicy:
                 f"{caller}(on=ConnectionError). Retrying every exception hides bugs."
             )
         return RetryPolicy(**options)
-    if not isinstance(policy, RetryPolicy):
-        raise TypeError(
-            f"{caller}() takes a RetryPolicy or keyword arguments, not {policy!r}: write "
-            f"@{caller}(on=ConnectionError, attempts=3)"
-        )
-    return attrs.evolve(policy, **options) if options else policy
+    if isinstance(policy, RetryPolicy):
+        return attrs.evolve(policy, **options) if options else policy
+    if isinstance(policy, type) and issubclass(policy, BaseException):
+        hint = f"pass it as on=: @{caller}(on={policy.__name__})"
+    elif callable(policy):
+        hint = f"{caller} needs its settings in parentheses: @{caller}(on=ConnectionError)"
+    else:
+        hint = f"write @{caller}(on=ConnectionError, attempts=3)"
+    raise TypeError(f"{caller}() takes a RetryPolicy or keyword arguments, not {policy!r}: {hint}")
 
 
 def _error_type(exc: BaseException) -> str:
@@ -266,7 +302,11 @@ class _RetryLayer:
         return driver.run_async if target.is_async else driver.run_sync
 
 
-def retry(policy: RetryPolicy | None = None, /, **options: Unpack[RetryOptions]) -> Decorator:
+@overload
+def retry(policy: RetryPolicy, /, **options: Unpack[RetryOptions]) -> Decorator: ...
+@overload
+def retry(**options: Unpack[RetryArguments]) -> Decorator: ...
+def retry(policy: RetryPolicy | None = None, /, **options: Any) -> Decorator:
     """Retry the decorated function or method (sync or async) when it fails.
 
     Takes a :class:`RetryPolicy`, or its fields as keyword arguments (or both: the keywords
@@ -345,7 +385,11 @@ class Retrying:
                 await DEFAULTS.clock.asleep(attempt.delay)
 
 
-def retrying(policy: RetryPolicy | None = None, /, **options: Unpack[RetryOptions]) -> Retrying:
+@overload
+def retrying(policy: RetryPolicy, /, **options: Unpack[RetryOptions]) -> Retrying: ...
+@overload
+def retrying(**options: Unpack[RetryArguments]) -> Retrying: ...
+def retrying(policy: RetryPolicy | None = None, /, **options: Any) -> Retrying:
     """Retry a block of code that is not a function of its own.
 
     Example:

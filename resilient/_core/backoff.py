@@ -13,7 +13,7 @@ from typing import cast
 import attrs
 
 from ..typing import Wait
-from .seconds import non_negative_seconds
+from .seconds import Seconds, non_negative_seconds
 
 __all__ = [
     "add",
@@ -167,12 +167,12 @@ def none() -> Wait:
     return _Constant(0.0)
 
 
-def constant(seconds: float) -> Wait:
+def constant(seconds: Seconds) -> Wait:
     """Wait the same *seconds* (a number or :class:`~datetime.timedelta`) before every retry."""
     return _Constant(non_negative_seconds("seconds", seconds))
 
 
-def linear(start: float = 0.1, step: float = 0.1, max: float | None = None) -> Wait:
+def linear(start: Seconds = 0.1, step: Seconds = 0.1, max: Seconds | None = None) -> Wait:
     """Wait *start* seconds, then *step* more before each further retry, up to *max*."""
     return _Linear(
         non_negative_seconds("start", start),
@@ -181,7 +181,7 @@ def linear(start: float = 0.1, step: float = 0.1, max: float | None = None) -> W
     )
 
 
-def exponential(initial: float = 0.1, multiplier: float = 2.0, max: float = 30.0) -> Wait:
+def exponential(initial: Seconds = 0.1, multiplier: float = 2.0, max: Seconds = 30.0) -> Wait:
     """Wait ``initial * multiplier ** (attempt - 1)`` seconds, never more than *max*.
 
     Raises:
@@ -205,7 +205,7 @@ def equal_jitter(wait: Wait) -> Wait:
     return _EqualJitter(_check_wait("wait", wait))
 
 
-def decorrelated_jitter(initial: float = 0.1, max: float = 30.0) -> Wait:
+def decorrelated_jitter(initial: Seconds = 0.1, max: Seconds = 30.0) -> Wait:
     """Wait a random time between *initial* and three times the previous wait, up to *max*."""
     first = non_negative_seconds("initial", initial)
     cap = non_negative_seconds("max", max)
@@ -221,7 +221,7 @@ def add(*waits: Wait) -> Wait:
     return _Add(tuple(_check_wait("wait", wait) for wait in waits))
 
 
-def capped(wait: Wait, max: float) -> Wait:
+def capped(wait: Wait, max: Seconds) -> Wait:
     """Wait what *wait* says, but never more than *max* seconds."""
     return _Capped(_check_wait("wait", wait), non_negative_seconds("max", max))
 
