@@ -7,7 +7,9 @@ is configured, no event object is built at all.
 Each class names its ``kind`` (a stable dotted string, also the metric name after
 ``resilient.``), the fields that are safe as metric attributes (bounded: policy names, outcomes,
 error types), and the duration fields worth a histogram. These three lists are public API: the
-metric catalogue in the docs is generated from them.
+metric catalogue in the docs is generated from them. ``severity`` says how loud the event is in
+logs (``"debug"``, ``"info"``, ``"warning"`` or ``"error"``), so that observers pick a log level
+without knowing each kind.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Event:
     """
 
     kind: ClassVar[str] = "event"
+    severity: ClassVar[str] = "info"
     attribute_fields: ClassVar[tuple[str, ...]] = ()
     duration_fields: ClassVar[tuple[str, ...]] = ()
 
@@ -79,6 +82,7 @@ class RetriesExhausted(Event):
     """
 
     kind: ClassVar[str] = "retry.exhausted"
+    severity: ClassVar[str] = "warning"
     attribute_fields: ClassVar[tuple[str, ...]] = ("error_type", "reason")
     duration_fields: ClassVar[tuple[str, ...]] = ("elapsed",)
 

@@ -77,13 +77,17 @@ class _Exponential:
             return 0.0
         if self.multiplier == 1:
             return math.inf
-        return math.log(self.max / self.initial) / math.log(self.multiplier)
+        # in log space: max / initial overflows when initial is subnormal
+        return (math.log(self.max) - math.log(self.initial)) / math.log(self.multiplier)
 
     def __call__(self, attempt: int, previous: float) -> float:
         exponent = attempt - 1
         if exponent >= self._saturates_at:
             return self.max if self.initial else 0.0
-        return min(self.initial * self.multiplier**exponent, self.max)
+        try:
+            return min(self.initial * self.multiplier**exponent, self.max)
+        except OverflowError:  # only for a subnormal initial, whose true value is within max
+            return self.max
 
     def __repr__(self) -> str:
         return (
