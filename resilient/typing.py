@@ -4,13 +4,10 @@ Everything here is stable API. Implement these protocols to plug your own clock 
 into the library; annotate with the aliases to keep your own code strictly typed.
 """
 
-from __future__ import annotations
-
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
-if TYPE_CHECKING:
-    from .events import Event
+from .events import Event
 
 __all__ = ["Clock", "ExceptionPredicate", "ExceptionTypes", "Observer", "ResultPredicate", "Wait"]
 
@@ -36,20 +33,20 @@ class Clock(Protocol):
         """Suspend the calling task for *seconds*; cancellation must interrupt it at once."""
 
 
-Observer: TypeAlias = "Callable[[Event], object]"
+Observer: TypeAlias = Callable[[Event], object]
 """Anything callable with one :class:`resilient.events.Event`; the return value is ignored.
 
 An observer must be quick and must not block: it runs inline, in the thread or task that made
 the decision. An exception it raises is logged once and swallowed (raised in testing mode).
 """
 
-ExceptionTypes: TypeAlias = "type[Exception] | tuple[type[Exception], ...]"
+ExceptionTypes: TypeAlias = type[Exception] | tuple[type[Exception], ...]
 """One exception class, or a tuple of them, as given to ``on=``."""
 
-ExceptionPredicate: TypeAlias = "Callable[[Exception], bool]"
+ExceptionPredicate: TypeAlias = Callable[[Exception], bool]
 """A function deciding from the exception whether it should be handled, as given to ``on=``."""
 
-ResultPredicate: TypeAlias = "Callable[[object], bool]"
+ResultPredicate: TypeAlias = Callable[[object], bool]
 """A function deciding from a returned value whether the call should be retried."""
 
 
@@ -61,7 +58,7 @@ class Wait(Protocol):
     works too.
     """
 
-    def __call__(self, attempt: int, previous: float) -> float:
+    def __call__(self, attempt: int, previous: float, /) -> float:
         """Return the seconds to wait after failed attempt number *attempt* (1-based).
 
         *previous* is the wait chosen after the attempt before it (0.0 after the first).

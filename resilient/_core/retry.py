@@ -25,7 +25,7 @@ import attrs
 
 from ..typing import ExceptionPredicate, ExceptionTypes, ResultPredicate, Wait
 from .backoff import exponential, full_jitter
-from .seconds import non_negative_seconds, positive_seconds
+from .seconds import Seconds, non_negative_seconds, positive_seconds
 
 __all__ = ["Budget", "RetryPolicy", "RetryRun", "parse_retry_after", "retry_after_hint"]
 
@@ -41,9 +41,10 @@ class Budget(Protocol):
         """Spend one retry if allowed."""
 
 
-def _convert_on(on: object) -> ExceptionTypes | ExceptionPredicate:
-    if isinstance(on, list):
-        on = tuple(on)
+def _convert_on(
+    given: ExceptionTypes | ExceptionPredicate | list[type[Exception]],
+) -> ExceptionTypes | ExceptionPredicate:
+    on: object = tuple(given) if isinstance(given, list) else given
     types = on if isinstance(on, tuple) else (on,)
     if isinstance(on, tuple) and not on:
         raise ValueError("on=() retries nothing: name the exception types to retry")
@@ -111,11 +112,11 @@ def _default_wait() -> Wait:
     return full_jitter(exponential(initial=0.1, multiplier=2.0, max=10.0))
 
 
-def _deadline(value: object) -> float | None:
+def _deadline(value: Seconds | None) -> float | None:
     return None if value is None else positive_seconds("deadline", value)
 
 
-def _max_wait(value: object) -> float:
+def _max_wait(value: Seconds) -> float:
     return non_negative_seconds("max_wait", value)
 
 

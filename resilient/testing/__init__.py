@@ -61,8 +61,10 @@ def set_testing(testing: bool, *, attempts: int = 1) -> _RestoreTesting:
     Raises:
         ValueError: If *attempts* is less than 1.
     """
-    if type(attempts) is not int or attempts < 1:
-        raise ValueError(f"attempts={attempts!r} must be a whole number of at least 1")
+    if type(attempts) is not int:
+        raise TypeError(f"attempts={attempts!r} must be a whole number, e.g. attempts=2")
+    if attempts < 1:
+        raise ValueError(f"attempts={attempts!r} must be at least 1")
     previous = (DEFAULTS.testing, DEFAULTS.testing_attempts)
     DEFAULTS.testing = bool(testing)
     DEFAULTS.testing_attempts = attempts
@@ -116,9 +118,9 @@ class FakeClock:
 
     def sleep(self, seconds: float) -> None:
         """Record the sleep and move time forward; returns at once."""
+        self.advance(seconds)
         with self._lock:
             self.sleeps.append(seconds)
-        self.advance(seconds)
 
     async def asleep(self, seconds: float) -> None:
         """Record the sleep, move time forward, and let other tasks run once."""
