@@ -18,7 +18,7 @@ import attrs
 from ._config import DEFAULTS
 from ._core.budget import BudgetWindow
 from ._core.retry import RetryPolicy, RetryRun
-from ._core.seconds import non_negative_seconds, positive_seconds
+from ._core.seconds import non_negative_number, positive_seconds
 from ._decorate import Call, Decorator, Target, call_function
 from ._drive import CALL, Outcome, Sleep, Steps, drive_async, drive_sync, emit
 from .events import RetriesExhausted, RetryScheduled
@@ -55,8 +55,8 @@ class RetryBudget:
     def __init__(
         self, ratio: float = 0.2, min_per_second: float = 10.0, window: float | timedelta = 10.0
     ) -> None:
-        self.ratio = non_negative_seconds("ratio", ratio)
-        self.min_per_second = non_negative_seconds("min_per_second", min_per_second)
+        self.ratio = non_negative_number("ratio", ratio)
+        self.min_per_second = non_negative_number("min_per_second", min_per_second)
         self.window = positive_seconds("window", window)
         self._window = BudgetWindow(self.ratio, self.min_per_second, self.window)
         self._lock = threading.Lock()
@@ -175,7 +175,10 @@ class _RetryDriver:
         """
         clock = DEFAULTS.clock
         now = clock.monotonic()
-        delay = run.after_error(exc, now, clock.time)
+        try:
+            delay = run.after_error(exc, now, clock.time)
+        except Exception as hook_error:  # from on= or wait=: show what it was judging
+            raise hook_error from exc
         self._report(run, now, delay, _error_type(exc))
         if delay is None and (run.reason is not None or run.attempt > 1):
             exc.add_note(run.note(self.name, now))
@@ -331,7 +334,13 @@ def retry(policy: RetryPolicy | None = None, /, **options: Any) -> Decorator:
 
 
 class Attempt:
-    """One attempt of a :func:`retrying` block: use it as ``with attempt:`` around the work."""
+    """One attempt of a :func:`retrying` block: use it as ``with attempt:`` around the work.
+
+    Attributes:
+        number: Which attempt this is, counting from 1.
+        delay: After the block failed: the seconds waited before the next attempt, or ``None``
+            when there is none (the block succeeded, or retrying gave up).
+    """
 
     __slots__ = ("_driver", "_run", "delay", "number")
 

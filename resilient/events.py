@@ -26,7 +26,8 @@ class Event:
     """Fields every event has.
 
     Attributes:
-        policy: The name of the policy (by default the decorated function's qualified name).
+        policy: The name of the policy (by default the decorated function's module and
+            qualified name, e.g. ``"app.payments.charge"``).
         time: When the decision was made, in seconds on the configured clock's monotonic scale.
     """
 

@@ -911,3 +911,25 @@ def test_failing_observer_does_not_break_the_call(fake_clock: FakeClock) -> None
     flaky = Flaky(ConnectionError())
     assert retry(on=ConnectionError, wait=wait.none())(flaky)() == "ok"
     assert flaky.calls == 2
+
+
+def test_a_raising_on_predicate_keeps_the_error_it_was_judging_as_its_cause() -> None:
+    """If on= raises, its error propagates with the function's exception as __cause__."""
+    original = ConnectionError("down")
+
+    def broken(exc: Exception) -> bool:
+        raise RuntimeError("predicate bug")
+
+    @retry(on=broken, attempts=3, wait=wait.none())
+    def fetch() -> None:
+        raise original
+
+    with pytest.raises(RuntimeError, match="predicate bug") as caught:
+        fetch()
+    assert caught.value.__cause__ is original
+
+
+def test_retry_after_must_be_a_bool() -> None:
+    """retry_after= takes True or False; anything else is a TypeError at decoration time."""
+    with pytest.raises(TypeError, match="retry_after"):
+        retry(on=ConnectionError, retry_after="no")  # type: ignore[arg-type]

@@ -138,7 +138,8 @@ class RetryPolicy:
         max_wait: The longest single wait in seconds, Retry-After hints included.
         retry_after: Whether to honour a Retry-After hint carried by the exception.
         budget: A :class:`resilient.RetryBudget` limiting retries across all calls sharing it.
-        name: The name reported in events; by default the decorated function's qualified name.
+        name: The name reported in events; by default the decorated function's module and
+            qualified name, e.g. ``"app.payments.charge"``.
     """
 
     on: ExceptionTypes | ExceptionPredicate = attrs.field(converter=_convert_on)
@@ -149,7 +150,7 @@ class RetryPolicy:
     deadline: float | None = attrs.field(default=None, converter=_deadline)
     wait: Wait = attrs.field(factory=_default_wait, validator=_check_wait)
     max_wait: float = attrs.field(default=60.0, converter=_max_wait)
-    retry_after: bool = True
+    retry_after: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     budget: Budget | None = attrs.field(default=None, validator=_check_budget)
     name: str | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))

@@ -5,9 +5,26 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
-__all__ = ["Seconds", "non_negative_seconds", "positive_seconds"]
+__all__ = ["Seconds", "non_negative_number", "non_negative_seconds", "positive_seconds"]
 
 Seconds = float | int | timedelta
+
+
+def _number(name: str, value: object, kind: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}={value!r} is not {kind}")
+    result = float(value)
+    if math.isnan(result) or math.isinf(result):
+        raise ValueError(f"{name}={value!r} is not a finite number")
+    return result
+
+
+def non_negative_number(name: str, value: object) -> float:
+    """Return *value* as a float, refusing non-numbers, NaN, infinities and negatives."""
+    result = _number(name, value, f"a number: give e.g. {name}=0.5")
+    if result < 0:
+        raise ValueError(f"{name}={value!r} is negative: give zero or more")
+    return result
 
 
 def _to_float(name: str, value: object) -> float:

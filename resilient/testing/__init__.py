@@ -93,6 +93,9 @@ class FakeClock:
     Args:
         monotonic: The starting reading of :meth:`monotonic`.
         time: The starting wall-clock reading of :meth:`time`, in seconds since the epoch.
+
+    Attributes:
+        sleeps: Every sleep requested so far, in seconds, in order.
     """
 
     def __init__(self, monotonic: float = 0.0, time: float = 1_700_000_000.0) -> None:
