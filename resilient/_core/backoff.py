@@ -86,8 +86,9 @@ class _Exponential:
             return self.max if self.initial else 0.0
         try:
             return min(self.initial * self.multiplier**exponent, self.max)
-        except OverflowError:  # only for a subnormal initial, whose true value is within max
-            return self.max
+        except OverflowError:  # a subnormal initial: the power alone overflows, the product not
+            growth = math.log(self.initial) + exponent * math.log(self.multiplier)
+            return min(math.exp(growth), self.max)
 
     def __repr__(self) -> str:
         return (
@@ -193,10 +194,14 @@ def exponential(initial: Seconds = 0.1, multiplier: float = 2.0, max: Seconds = 
     """
     if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)):
         raise TypeError(f"multiplier={multiplier!r} must be a number, e.g. multiplier=2")
-    if not (math.isfinite(multiplier) and multiplier >= 1):
+    try:
+        growth = float(multiplier)
+    except OverflowError:  # an int beyond the float range
+        growth = math.inf
+    if not (math.isfinite(growth) and growth >= 1):
         raise ValueError(f"multiplier={multiplier!r} must be a finite number of at least 1")
     first = non_negative_seconds("initial", initial)
-    return _Exponential(first, float(multiplier), non_negative_seconds("max", max))
+    return _Exponential(first, growth, non_negative_seconds("max", max))
 
 
 def full_jitter(wait: Wait) -> Wait:

@@ -13,9 +13,12 @@ Seconds = float | int | timedelta
 def _number(name: str, value: object, kind: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name}={value!r} is not {kind}")
-    result = float(value)
-    if math.isnan(result) or math.isinf(result):
-        raise ValueError(f"{name}={value!r} is not a finite number")
+    try:
+        result = float(value)
+    except OverflowError:  # an int beyond the float range
+        result = math.inf
+    if not math.isfinite(result):
+        raise ValueError(f"{name}={value!r} is not a finite number: give e.g. {name}=5")
     return result
 
 
@@ -30,15 +33,8 @@ def non_negative_number(name: str, value: object) -> float:
 def _to_float(name: str, value: object) -> float:
     if isinstance(value, timedelta):
         return value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"{name}={value!r} is not a duration: give seconds as a number or a "
-            f"datetime.timedelta, e.g. {name}=0.5"
-        )
-    result = float(value)
-    if math.isnan(result) or math.isinf(result):
-        raise ValueError(f"{name}={value!r} is not a finite duration: give seconds, e.g. {name}=5")
-    return result
+    kind = f"a duration: give seconds as a number or a datetime.timedelta, e.g. {name}=0.5"
+    return _number(name, value, kind)
 
 
 def non_negative_seconds(name: str, value: object) -> float:
