@@ -13,7 +13,7 @@ from typing import cast
 import attrs
 
 from ..typing import Wait
-from .seconds import Seconds, non_negative_seconds
+from .seconds import Seconds, finite_number, non_negative_seconds
 
 __all__ = [
     "add",
@@ -192,14 +192,10 @@ def exponential(initial: Seconds = 0.1, multiplier: float = 2.0, max: Seconds = 
     Raises:
         ValueError: If *multiplier* is below 1 or any duration is negative, NaN or infinite.
     """
-    if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)):
-        raise TypeError(f"multiplier={multiplier!r} must be a number, e.g. multiplier=2")
-    try:
-        growth = float(multiplier)
-    except OverflowError:  # an int beyond the float range
-        growth = math.inf
-    if not (math.isfinite(growth) and growth >= 1):
-        raise ValueError(f"multiplier={multiplier!r} must be a finite number of at least 1")
+    hint = "give a number of at least 1, e.g. multiplier=2"
+    growth = finite_number("multiplier", multiplier, hint)
+    if growth < 1:
+        raise ValueError(f"multiplier={multiplier!r} is below 1: {hint}")
     first = non_negative_seconds("initial", initial)
     return _Exponential(first, growth, non_negative_seconds("max", max))
 
