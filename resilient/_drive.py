@@ -1,17 +1,17 @@
 # The drivers: the only code that sleeps or calls the user's function again after a capability's
 # first-attempt fast path, and the one place that delivers events to observers.
 #
-# A capability writes its procedure once, as a generator of effects (`Steps`): it yields CALL to
-# have the function called (and receives the Outcome), or Sleep(seconds) to wait, and finally
-# returns the Outcome to hand to the caller. `drive_sync` and `drive_async` are the two
-# interpreters of that little language; they are mirror images and the only sync/async pair.
-# Outcomes travel as values and are raised only at the edge, outside any `except` block, so the
-# user's exception keeps its own context and traceback.
+# A capability writes its decisions once (a `Repeating` object per call, whose logic lives in the
+# sans-I/O core); `repeat_sync` and `repeat_async` perform them: wait, call, ask, repeat. They
+# are mirror images and the only sync/async pair. A generator of effects interpreted here would
+# say the same thing, but it cost retry's failing path more than the whole hand-written loop
+# (generator, send, StopIteration and an outcome object per attempt), so the decisions are plain
+# methods. A stopped repetition re-raises with a bare `raise` inside its own `except`, which
+# keeps the user's traceback and context untouched.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._config import DEFAULTS, Defaults
 
@@ -19,88 +19,87 @@ if TYPE_CHECKING:
     from ._decorate import Call
     from .events import Event
 
-__all__ = ["CALL", "Outcome", "Sleep", "Steps", "drive_async", "drive_sync", "emit"]
+__all__ = ["Repeating", "emit", "repeat_async", "repeat_sync"]
 
 _logger = logging.getLogger("resilient")
 
 
-class Outcome:
-    """What one call of the function gave: a value, or the exception it raised."""
+class Repeating(Protocol):
+    """The per-call decisions of a repeating procedure (e.g. one call of a retry policy).
 
-    __slots__ = ("error", "value")
+    After each further attempt the driver asks for the wait before the next one; ``None``
+    means stop: re-raise the exception, or return the result.
+    """
 
-    def __init__(self, value: Any = None, error: Exception | None = None) -> None:
-        self.value = value
-        self.error = error
+    def failed(self, exc: Exception) -> float | None:
+        """Decide after the attempt raised *exc*."""
 
-    def unwrap(self) -> Any:
-        """Return the value, or raise the exception (the original object, not a wrapper)."""
-        if self.error is not None:
-            raise self.error
-        return self.value
+    def returned(self, result: Any) -> float | None:
+        """Decide after the attempt returned *result*."""
 
 
-class Sleep:
-    """Effect: wait this many seconds (never zero: a procedure skips zero waits)."""
-
-    __slots__ = ("seconds",)
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-
-CALL: Final = "call"
-"""Effect: call the function once more and send back its Outcome."""
-
-Steps = Generator["Sleep | str", "Outcome | None", Outcome]
-
-
-def drive_sync(  # noqa: PLR0917 - the arguments are wrapt's call shape, passed through
-    steps: Steps, call: Call, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: Any
+def repeat_sync(  # noqa: PLR0917 - the arguments are wrapt's call shape, passed through
+    run: Repeating,
+    delay: float,
+    nested: Call | None,
+    wrapped: Any,
+    instance: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> Any:
-    """Run a procedure in this thread: call the function, sleep on the clock, then unwrap."""
+    """Wait *delay*, call again, and repeat as *run* decides (the sync driver).
+
+    *nested* is the step to call, or ``None`` to call *wrapped* itself. Call this outside any
+    ``except`` block, so that a re-raised exception keeps its own context.
+    """
     defaults = DEFAULTS
-    sent: Outcome | None = None
     while True:
+        if delay and not defaults.testing:
+            defaults.clock.sleep(delay)
         try:
-            effect = steps.send(sent)
-        except StopIteration as stop:
-            final: Outcome = stop.value
-            break
-        if isinstance(effect, Sleep):
-            sent = None
-            if not defaults.testing:
-                defaults.clock.sleep(effect.seconds)
+            if nested is None:
+                result = wrapped(*args, **kwargs)
+            else:
+                result = nested(wrapped, instance, args, kwargs)
+        except Exception as exc:
+            next_delay = run.failed(exc)
+            if next_delay is None:
+                raise
         else:
-            try:
-                sent = Outcome(call(wrapped, instance, args, kwargs))
-            except Exception as exc:  # noqa: BLE001 - the procedure decides what to do with it
-                sent = Outcome(error=exc)
-    return final.unwrap()
+            next_delay = run.returned(result)
+            if next_delay is None:
+                return result
+        delay = next_delay
 
 
-async def drive_async(  # noqa: PLR0917 - the arguments are wrapt's call shape, passed through
-    steps: Steps, call: Call, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: Any
+async def repeat_async(  # noqa: PLR0917 - the arguments are wrapt's call shape, passed through
+    run: Repeating,
+    delay: float,
+    nested: Call | None,
+    wrapped: Any,
+    instance: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
 ) -> Any:
-    """Run a procedure in this task: await the function, sleep on the clock, then unwrap."""
+    """Wait *delay*, await again, and repeat as *run* decides (the async driver)."""
     defaults = DEFAULTS
-    sent: Outcome | None = None
     while True:
+        if delay and not defaults.testing:
+            await defaults.clock.asleep(delay)
         try:
-            effect = steps.send(sent)
-        except StopIteration as stop:
-            final: Outcome = stop.value
-            break
-        if isinstance(effect, Sleep):
-            sent = None
-            if not defaults.testing:
-                await defaults.clock.asleep(effect.seconds)
+            if nested is None:
+                result = await wrapped(*args, **kwargs)
+            else:
+                result = await nested(wrapped, instance, args, kwargs)
+        except Exception as exc:
+            next_delay = run.failed(exc)
+            if next_delay is None:
+                raise
         else:
-            try:
-                sent = Outcome(await call(wrapped, instance, args, kwargs))
-            except Exception as exc:  # noqa: BLE001 - the procedure decides what to do with it
-                sent = Outcome(error=exc)
-    return final.unwrap()
+            next_delay = run.returned(result)
+            if next_delay is None:
+                return result
+        delay = next_delay
 
 
 def emit(defaults: Defaults, event: Event) -> None:

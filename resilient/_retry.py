@@ -2,10 +2,9 @@
 # _core/retry.py.
 #
 # The first attempt runs inline in `run_sync` / `run_async`: on the success path a call reads the
-# clock once and allocates nothing else. After a failure the rest of the call is the procedure in
-# `_RetryDriver.steps`, written once and performed by the generic drivers in _drive.py; the
-# per-call RetryRun is only built then. The block form (`retrying()`) uses the same decisions
-# (`after_error`) around the user's block.
+# clock once and allocates nothing else. After a failure the call gets its own `_Run` (the core's
+# RetryRun plus events and notes) and the generic drivers in _drive.py repeat the call as it
+# decides. The block form (`retrying()`) asks the same `_Run` around the user's block.
 from __future__ import annotations
 
 import threading
@@ -20,7 +19,7 @@ from ._core.budget import BudgetWindow
 from ._core.retry import RetryPolicy, RetryRun
 from ._core.seconds import non_negative_number, positive_seconds
 from ._decorate import Call, Decorator, Target, call_function
-from ._drive import CALL, Outcome, Sleep, Steps, drive_async, drive_sync, emit
+from ._drive import emit, repeat_async, repeat_sync
 from .events import RetriesExhausted, RetryScheduled
 from .typing import ExceptionPredicate, ExceptionTypes, ResultPredicate, Wait
 
@@ -143,7 +142,7 @@ def _error_type(exc: BaseException) -> str:
 
 
 class _RetryDriver:
-    """The decisions of one policy, shared by the decorator's drivers and the block form."""
+    """One policy as applied in one place (a decorated function or a block)."""
 
     __slots__ = ("budget", "name", "on_result", "policy")
 
@@ -160,57 +159,67 @@ class _RetryDriver:
             self.budget.record_call(now)
         return now
 
-    def begin(self, start: float) -> RetryRun:
+    def begin(self, start: float) -> _Run:
         """Return the state of a call that started at *start* and has failed once."""
         attempts = self.policy.attempts
         if DEFAULTS.testing:
             cap = DEFAULTS.testing_attempts
             attempts = cap if attempts is None else min(attempts, cap)
-        return RetryRun(self.policy, start, attempts)
+        return _Run(self.policy, start, attempts, self.name)
 
-    def after_error(self, run: RetryRun, exc: Exception) -> float | None:
+
+class _Run(RetryRun):
+    """One call's retry state, plus what the drivers ask of it.
+
+    Its decisions report their events, and a run that gives up notes why on the exception.
+    """
+
+    __slots__ = ()
+
+    def failed(self, exc: Exception) -> float | None:
         """Decide after a failed attempt: the wait before the next one, or ``None`` to give up.
 
         On giving up, *exc* gets a note saying how the retrying went; the caller re-raises it.
         """
         clock = DEFAULTS.clock
-        now = clock.monotonic()
+        observed = DEFAULTS.observers
+        # the time only matters to a deadline, a budget or an event until the run gives up
+        now = clock.monotonic() if self.timed or observed else self.start
         try:
-            delay = run.after_error(exc, now, clock.time)
+            delay = self.after_error(exc, now, clock.time)
         except Exception as hook_error:  # from on= or wait=: show what it was judging
             raise hook_error from exc
-        self._report(run, now, delay, _error_type(exc))
-        if delay is None and (run.reason is not None or run.attempt > 1):
-            exc.add_note(run.note(self.name, now))
+        if observed:
+            self._report(now, delay, _error_type(exc))
+        if delay is None and (self.reason is not None or self.attempt > 1):
+            exc.add_note(self.note(clock.monotonic()))
         return delay
 
-    def after_result(
-        self, run: RetryRun, result: object, *, rejected: bool = False
-    ) -> float | None:
+    def returned(self, result: object, *, rejected: bool = False) -> float | None:
         """Decide after a returned *result*: the wait before retrying, or ``None`` to return it.
 
         *rejected* says that on_result has already judged this result as one to retry.
         """
         now = DEFAULTS.clock.monotonic()
-        delay = run.after_result(result, now, rejected=rejected)
-        self._report(run, now, delay, None)
+        delay = self.after_result(result, now, rejected=rejected)
+        if DEFAULTS.observers:
+            self._report(now, delay, None)
         return delay
 
-    def _report(self, run: RetryRun, now: float, delay: float | None, error: str | None) -> None:
-        if not DEFAULTS.observers:
-            return
+    def _report(self, now: float, delay: float | None, error: str | None) -> None:
+        name = self.name
         if delay is not None:
             event: RetryScheduled | RetriesExhausted = RetryScheduled(
-                policy=self.name, time=now, attempt=run.attempt - 1, delay=delay, error_type=error
+                policy=name, time=now, attempt=self.attempt - 1, delay=delay, error_type=error
             )
-        elif run.reason is not None:
+        elif self.reason is not None:
             event = RetriesExhausted(
-                policy=self.name,
+                policy=name,
                 time=now,
-                attempts=run.attempt,
-                elapsed=now - run.start,
+                attempts=self.attempt,
+                elapsed=now - self.start,
                 error_type=error,
-                reason=run.reason,
+                reason=self.reason,
             )
         else:
             return
@@ -220,42 +229,17 @@ class _RetryDriver:
 class _RetryCall(_RetryDriver):
     """The policy applied to one decorated function, around the step inside it."""
 
-    __slots__ = ("inner", "nested")
+    __slots__ = ("nested",)
 
     def __init__(self, policy: RetryPolicy, name: str, inner: Call) -> None:
         super().__init__(policy, name)
-        self.inner = inner
-        # None when the step inside is the function itself, which the fast path then calls
+        # None when the step inside is the function itself, which is then called directly
         self.nested = None if inner is call_function else inner
-
-    def steps(self, start: float, first: Outcome) -> Steps:
-        """The retry procedure after a first attempt that failed or returned a rejected value.
-
-        Written once for both drivers: it yields CALL for each further attempt and Sleep for
-        each wait, and returns the outcome the caller gets.
-        """
-        run = self.begin(start)
-        outcome = first
-        if first.error is None:
-            delay = self.after_result(run, first.value, rejected=True)
-        else:
-            delay = self.after_error(run, first.error)
-        while delay is not None:
-            if delay:
-                yield Sleep(delay)
-            sent = yield CALL
-            assert sent is not None  # the drivers send an Outcome after CALL
-            outcome = sent
-            if outcome.error is None:
-                delay = self.after_result(run, outcome.value)
-            else:
-                delay = self.after_error(run, outcome.error)
-        return outcome
 
     def run_sync(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        """Call the function; on failure hand the rest to the sync driver."""
+        """Call the function; after a failure hand the rest to the sync driver."""
         start = DEFAULTS.clock.monotonic()
         if self.budget is not None:
             self.budget.record_call(start)
@@ -265,18 +249,24 @@ class _RetryCall(_RetryDriver):
                 result = wrapped(*args, **kwargs)
             else:
                 result = nested(wrapped, instance, args, kwargs)
-        except Exception as exc:  # noqa: BLE001 - decided by the policy in steps()
-            first = Outcome(error=exc)
+        except Exception as exc:
+            run = self.begin(start)
+            delay = run.failed(exc)
+            if delay is None:
+                raise
         else:
             if self.on_result is None or not self.on_result(result):
                 return result
-            first = Outcome(result)
-        return drive_sync(self.steps(start, first), self.inner, wrapped, instance, args, kwargs)
+            run = self.begin(start)
+            delay = run.returned(result, rejected=True)
+            if delay is None:
+                return result
+        return repeat_sync(run, delay, nested, wrapped, instance, args, kwargs)
 
     async def run_async(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        """Await the function; on failure hand the rest to the async driver."""
+        """Await the function; after a failure hand the rest to the async driver."""
         start = DEFAULTS.clock.monotonic()
         if self.budget is not None:
             self.budget.record_call(start)
@@ -286,14 +276,19 @@ class _RetryCall(_RetryDriver):
                 result = await wrapped(*args, **kwargs)
             else:
                 result = await nested(wrapped, instance, args, kwargs)
-        except Exception as exc:  # noqa: BLE001 - decided by the policy in steps()
-            first = Outcome(error=exc)
+        except Exception as exc:
+            run = self.begin(start)
+            delay = run.failed(exc)
+            if delay is None:
+                raise
         else:
             if self.on_result is None or not self.on_result(result):
                 return result
-            first = Outcome(result)
-        steps = self.steps(start, first)
-        return await drive_async(steps, self.inner, wrapped, instance, args, kwargs)
+            run = self.begin(start)
+            delay = run.returned(result, rejected=True)
+            if delay is None:
+                return result
+        return await repeat_async(run, delay, nested, wrapped, instance, args, kwargs)
 
 
 @attrs.frozen
@@ -342,10 +337,9 @@ class Attempt:
             when there is none (the block succeeded, or retrying gave up).
     """
 
-    __slots__ = ("_driver", "_run", "delay", "number")
+    __slots__ = ("_run", "delay", "number")
 
-    def __init__(self, driver: _RetryDriver, run: RetryRun) -> None:
-        self._driver = driver
+    def __init__(self, run: _Run) -> None:
         self._run = run
         self.number = run.attempt
         self.delay: float | None = None
@@ -356,11 +350,11 @@ class Attempt:
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
         if not isinstance(exc, Exception):
             return False
-        self.delay = self._driver.after_error(self._run, exc)
+        self.delay = self._run.failed(exc)
         return self.delay is not None
 
     def __repr__(self) -> str:
-        return f"<Attempt {self.number} of {self._driver.name}>"
+        return f"<Attempt {self.number} of {self._run.name}>"
 
 
 class Retrying:
@@ -375,7 +369,7 @@ class Retrying:
         driver = self._driver
         run = driver.begin(driver.start())
         while True:
-            attempt = Attempt(driver, run)
+            attempt = Attempt(run)
             yield attempt
             if attempt.delay is None:
                 return
@@ -386,7 +380,7 @@ class Retrying:
         driver = self._driver
         run = driver.begin(driver.start())
         while True:
-            attempt = Attempt(driver, run)
+            attempt = Attempt(run)
             yield attempt
             if attempt.delay is None:
                 return

@@ -156,6 +156,21 @@ class RetryPolicy:
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
     )
 
+    # on= split once into types or a predicate, so that each failure checks without dispatch
+    _types: tuple[type[Exception], ...] | None = attrs.field(init=False, repr=False, eq=False)
+    _predicate: ExceptionPredicate | None = attrs.field(init=False, repr=False, eq=False)
+
+    @_types.default
+    def _types_of_on(self) -> tuple[type[Exception], ...] | None:
+        on = self.on
+        if isinstance(on, tuple):
+            return on
+        return (on,) if isinstance(on, type) else None
+
+    @_predicate.default
+    def _predicate_of_on(self) -> ExceptionPredicate | None:
+        return None if isinstance(self.on, (type, tuple)) else self.on
+
     def __attrs_post_init__(self) -> None:
         if self.attempts is None and self.deadline is None:
             raise ValueError(
@@ -165,10 +180,10 @@ class RetryPolicy:
 
     def matches(self, exc: Exception) -> bool:
         """Return whether *exc* is one this policy retries."""
-        on = self.on
-        if isinstance(on, (type, tuple)):
-            return isinstance(exc, on)
-        return bool(on(exc))
+        if self._types is not None:
+            return isinstance(exc, self._types)
+        assert self._predicate is not None  # on= is either types or a predicate
+        return bool(self._predicate(exc))
 
 
 def _finite_non_negative(seconds: float) -> float | None:
@@ -227,27 +242,57 @@ def retry_after_hint(exc: BaseException, now: Callable[[], float]) -> float | No
         return None
 
 
+_WHY_GIVEN_UP = {
+    "attempts": "attempts exhausted",
+    "deadline": "the next attempt could not start before the deadline",
+    "budget": "the retry budget is spent",
+    None: "this error is not retried",
+}
+
+
 class RetryRun:
-    """The state of one retrying call: which attempt it is on and why it stopped."""
+    """The state of one retrying call: which attempt it is on and why it stopped.
 
-    __slots__ = ("attempt", "deadline_at", "max_attempts", "policy", "previous", "reason", "start")
+    *name* is the policy's name, for the note; *timed* says whether decisions read the time
+    (a deadline or a budget), so that callers can skip reading the clock when they do not.
+    """
 
-    def __init__(self, policy: RetryPolicy, start: float, max_attempts: int | None) -> None:
+    __slots__ = (
+        "_limit",
+        "attempt",
+        "deadline_at",
+        "max_attempts",
+        "name",
+        "policy",
+        "previous",
+        "reason",
+        "start",
+        "timed",
+    )
+
+    def __init__(
+        self, policy: RetryPolicy, start: float, max_attempts: int | None, name: str = "retry"
+    ) -> None:
         self.policy = policy
         self.start = start
         self.max_attempts = max_attempts
+        self._limit = math.inf if max_attempts is None else max_attempts
+        self.name = name
         self.deadline_at = None if policy.deadline is None else start + policy.deadline
+        self.timed = self.deadline_at is not None or policy.budget is not None
         self.attempt = 1
         self.previous = 0.0
         self.reason: str | None = None
 
     def after_error(self, exc: Exception, now: float, wall: Callable[[], float]) -> float | None:
-        """Return the wait before the next attempt after *exc*, or ``None`` to give up."""
+        """Return the wait before the next attempt after *exc*, or ``None`` to give up.
+
+        *now* is only read when the run is ``timed``.
+        """
         if not self.policy.matches(exc):
             self.reason = None
             return None
-        hint = retry_after_hint(exc, wall) if self.policy.retry_after else None
-        return self._schedule(now, hint)
+        return self._schedule(now, exc, wall)
 
     def after_result(self, result: object, now: float, *, rejected: bool = False) -> float | None:
         """Return the wait before the next attempt after *result*, or ``None`` to accept it.
@@ -258,37 +303,40 @@ class RetryRun:
         if not rejected and (check is None or not check(result)):
             self.reason = None
             return None
-        return self._schedule(now, None)
+        return self._schedule(now, None, None)
 
-    def _schedule(self, now: float, hint: float | None) -> float | None:
+    def _schedule(
+        self, now: float, exc: Exception | None, wall: Callable[[], float] | None
+    ) -> float | None:
         policy = self.policy
-        if self.max_attempts is not None and self.attempt >= self.max_attempts:
+        attempt = self.attempt
+        if attempt >= self._limit:
             self.reason = "attempts"
             return None
-        delay = policy.wait(self.attempt, self.previous)
+        delay = policy.wait(attempt, self.previous)
         if not (delay >= 0):  # NaN or negative from a custom strategy: no wait
             delay = 0.0
-        if hint is not None and hint > delay:
-            delay = hint
-        delay = min(delay, policy.max_wait)
-        if self.deadline_at is not None and now + delay >= self.deadline_at:
-            self.reason = "deadline"
-            return None
-        if policy.budget is not None and not policy.budget.try_retry(now):
-            self.reason = "budget"
-            return None
-        self.attempt += 1
+        if exc is not None and wall is not None and policy.retry_after:
+            hint = retry_after_hint(exc, wall)
+            if hint is not None and hint > delay:
+                delay = hint
+        if delay > policy.max_wait:  # noqa: PLR1730 - spares min()'s call on the failure path
+            delay = policy.max_wait
+        if self.timed:
+            if self.deadline_at is not None and now + delay >= self.deadline_at:
+                self.reason = "deadline"
+                return None
+            if policy.budget is not None and not policy.budget.try_retry(now):
+                self.reason = "budget"
+                return None
+        self.attempt = attempt + 1
         self.previous = delay
         return delay
 
-    def note(self, name: str, now: float) -> str:
+    def note(self, now: float) -> str:
         """Describe, for a PEP 678 note, how the run ended."""
-        attempts = "1 attempt" if self.attempt == 1 else f"{self.attempt} attempts"
-        why = {
-            "attempts": "attempts exhausted",
-            "deadline": "the next attempt could not start before the deadline",
-            "budget": "the retry budget is spent",
-            None: "this error is not retried",
-        }[self.reason]
-        elapsed = now - self.start
-        return f"resilient.retry({name}): gave up after {attempts} over {elapsed:.3f}s: {why}"
+        plural = "" if self.attempt == 1 else "s"
+        return (
+            f"resilient.retry({self.name}): gave up after {self.attempt} attempt{plural} over "
+            f"{now - self.start:.3f}s: {_WHY_GIVEN_UP[self.reason]}"
+        )

@@ -40,9 +40,9 @@ def policy(**options: object) -> RetryPolicy:
     return RetryPolicy(**options)  # type: ignore[arg-type]
 
 
-def run_of(retry_policy: RetryPolicy, start: float = 0.0) -> RetryRun:
-    """The run of one call under *retry_policy*, started at *start*."""
-    return RetryRun(retry_policy, start, retry_policy.attempts)
+def run_of(retry_policy: RetryPolicy, start: float = 0.0, name: str = "fetch") -> RetryRun:
+    """The run of one call under *retry_policy* named *name*, started at *start*."""
+    return RetryRun(retry_policy, start, retry_policy.attempts, name)
 
 
 class HintedError(ConnectionError):
@@ -607,16 +607,16 @@ def _ended(reason: str) -> RetryRun:
 )
 def test_the_note_says_how_many_attempts_over_how_long_and_why(reason: str, note: str) -> None:
     """The note names the function, counts the attempts, gives the time taken and the reason."""
-    assert _ended(reason).note("fetch", 11.5) == note
+    assert _ended(reason).note(11.5) == note
 
 
 @given(attempts=st.integers(min_value=2, max_value=40), elapsed=seconds(1e5))
 def test_the_note_counts_every_attempt(attempts: int, elapsed: float) -> None:
     """The note's count of attempts is the number of attempts made, its time the time taken."""
-    run = run_of(policy(attempts=attempts))
+    run = run_of(policy(attempts=attempts), name="f")
     for _ in range(attempts):
         run.after_error(ConnectionError(), 0.0, wall)
-    assert run.note("f", elapsed).endswith(
+    assert run.note(elapsed).endswith(
         f"gave up after {attempts} attempts over {elapsed:.3f}s: attempts exhausted"
     )
 
