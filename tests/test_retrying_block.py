@@ -55,7 +55,7 @@ def test_block_reraises_the_original_exception_with_a_note(fake_clock: FakeClock
         block()
     assert info.value is errors[2]
     assert info.value.__notes__ == [
-        "resilient.retry(retrying): gave up after 3 attempts over 3.000s: attempts exhausted"
+        "resilient.retry(retrying): gave up after 3 attempts over 3000 ms: attempts exhausted"
     ]
     assert fake_clock.sleeps == [1.0, 2.0]
 
@@ -130,7 +130,7 @@ def test_block_async_reraises_the_original_exception_with_a_note(fake_clock: Fak
         run(main())
     assert info.value is errors[1]
     assert info.value.__notes__ == [
-        "resilient.retry(blk): gave up after 2 attempts over 0.000s: attempts exhausted"
+        "resilient.retry(blk): gave up after 2 attempts over 0 ms: attempts exhausted"
     ]
     assert fake_clock.sleeps == []
 

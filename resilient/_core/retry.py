@@ -289,7 +289,9 @@ class RetryRun:
 
         *now* is only read when the run is ``timed``.
         """
-        if not self.policy.matches(exc):
+        policy = self.policy
+        types = policy._types  # the common case, checked here without a call to matches()
+        if not (isinstance(exc, types) if types is not None else policy.matches(exc)):
             self.reason = None
             return None
         return self._schedule(now, exc, wall)
@@ -338,5 +340,5 @@ class RetryRun:
         plural = "" if self.attempt == 1 else "s"
         return (
             f"resilient.retry({self.name}): gave up after {self.attempt} attempt{plural} over "
-            f"{now - self.start:.3f}s: {_WHY_GIVEN_UP[self.reason]}"
+            f"{int((now - self.start) * 1000)} ms: {_WHY_GIVEN_UP[self.reason]}"
         )

@@ -586,21 +586,21 @@ def _ended(reason: str) -> RetryRun:
     [
         (
             "attempts",
-            "resilient.retry(fetch): gave up after 3 attempts over 1.500s: attempts exhausted",
+            "resilient.retry(fetch): gave up after 3 attempts over 1500 ms: attempts exhausted",
         ),
         (
             "deadline",
-            "resilient.retry(fetch): gave up after 1 attempt over 1.500s: the next attempt "
+            "resilient.retry(fetch): gave up after 1 attempt over 1500 ms: the next attempt "
             "could not start before the deadline",
         ),
         (
             "budget",
-            "resilient.retry(fetch): gave up after 1 attempt over 1.500s: "
+            "resilient.retry(fetch): gave up after 1 attempt over 1500 ms: "
             "the retry budget is spent",
         ),
         (
             "none",
-            "resilient.retry(fetch): gave up after 1 attempt over 1.500s: "
+            "resilient.retry(fetch): gave up after 1 attempt over 1500 ms: "
             "this error is not retried",
         ),
     ],
@@ -617,7 +617,7 @@ def test_the_note_counts_every_attempt(attempts: int, elapsed: float) -> None:
     for _ in range(attempts):
         run.after_error(ConnectionError(), 0.0, wall)
     assert run.note(elapsed).endswith(
-        f"gave up after {attempts} attempts over {elapsed:.3f}s: attempts exhausted"
+        f"gave up after {attempts} attempts over {int(elapsed * 1000)} ms: attempts exhausted"
     )
 
 
