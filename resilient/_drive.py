@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._config import DEFAULTS, Defaults
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from ._decorate import Call
     from .events import Event
 
-__all__ = ["Repeating", "emit", "repeat_async", "repeat_sync"]
+__all__ = ["Repeater", "Repeating", "emit", "repeat_async", "repeat_sync"]
 
 _logger = logging.getLogger("resilient")
 
@@ -27,8 +28,8 @@ _logger = logging.getLogger("resilient")
 class Repeating(Protocol):
     """The per-call decisions of a repeating procedure (e.g. one call of a retry policy).
 
-    After each further attempt the driver asks for the wait before the next one; ``None``
-    means stop: re-raise the exception, or return the result.
+    After each attempt that raised (or returned a value the policy checks) the driver asks for
+    the wait before the next attempt; ``None`` means stop: re-raise, or return the value.
     """
 
     def failed(self, exc: Exception) -> float | None:
@@ -38,68 +39,94 @@ class Repeating(Protocol):
         """Decide after the attempt returned *result*."""
 
 
-def repeat_sync(  # noqa: PLR0917 - the arguments are wrapt's call shape, passed through
-    run: Repeating,
-    delay: float,
-    nested: Call | None,
-    wrapped: Any,
-    instance: Any,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Any:
-    """Wait *delay*, call again, and repeat as *run* decides (the sync driver).
+class Repeater(Protocol):
+    """What a driver needs of a repeating policy applied to one function."""
 
-    *nested* is the step to call, or ``None`` to call *wrapped* itself. Call this outside any
-    ``except`` block, so that a re-raised exception keeps its own context.
+    @property
+    def nested(self) -> Call | None:
+        """The step to call, or ``None`` to call the function itself."""
+
+    @property
+    def checks_results(self) -> bool:
+        """Whether returned values are judged too (else the first one returned ends the call)."""
+
+    @property
+    def on_start(self) -> Callable[[float], object] | None:
+        """Told the start time of every call (e.g. to count it in a budget), if set."""
+
+    def begin(self, start: float) -> Repeating:
+        """Return the decisions of one call that started at *start*, when first needed."""
+
+
+def repeat_sync(
+    policy: Repeater, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """Call the function, and again after each wait the policy decides on (the sync driver).
+
+    Bound to its policy with functools.partial, this is the call step a layer hands to wrapt.
+    The per-call decisions are only built once an attempt fails (or returns a value to judge),
+    so a first attempt that succeeds costs one clock read and a few checks.
     """
-    defaults = DEFAULTS
+    start = DEFAULTS.clock.monotonic()
+    if policy.on_start is not None:
+        policy.on_start(start)
+    nested = policy.nested
+    run = None
     while True:
-        if delay and not defaults.testing:
-            defaults.clock.sleep(delay)
         try:
             if nested is None:
                 result = wrapped(*args, **kwargs)
             else:
                 result = nested(wrapped, instance, args, kwargs)
         except Exception as exc:
-            next_delay = run.failed(exc)
-            if next_delay is None:
+            if run is None:
+                run = policy.begin(start)
+            delay = run.failed(exc)
+            if delay is None:
                 raise
         else:
-            next_delay = run.returned(result)
-            if next_delay is None:
+            if not policy.checks_results:
                 return result
-        delay = next_delay
+            if run is None:
+                run = policy.begin(start)
+            delay = run.returned(result)
+            if delay is None:
+                return result
+        if delay and not DEFAULTS.testing:
+            DEFAULTS.clock.sleep(delay)
 
 
-async def repeat_async(  # noqa: PLR0917 - the arguments are wrapt's call shape, passed through
-    run: Repeating,
-    delay: float,
-    nested: Call | None,
-    wrapped: Any,
-    instance: Any,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
+async def repeat_async(
+    policy: Repeater, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
-    """Wait *delay*, await again, and repeat as *run* decides (the async driver)."""
-    defaults = DEFAULTS
+    """Await the function, and again after each wait the policy decides on (the async driver)."""
+    start = DEFAULTS.clock.monotonic()
+    if policy.on_start is not None:
+        policy.on_start(start)
+    nested = policy.nested
+    run = None
     while True:
-        if delay and not defaults.testing:
-            await defaults.clock.asleep(delay)
         try:
             if nested is None:
                 result = await wrapped(*args, **kwargs)
             else:
                 result = await nested(wrapped, instance, args, kwargs)
         except Exception as exc:
-            next_delay = run.failed(exc)
-            if next_delay is None:
+            if run is None:
+                run = policy.begin(start)
+            delay = run.failed(exc)
+            if delay is None:
                 raise
         else:
-            next_delay = run.returned(result)
-            if next_delay is None:
+            if not policy.checks_results:
                 return result
-        delay = next_delay
+            if run is None:
+                run = policy.begin(start)
+            delay = run.returned(result)
+            if delay is None:
+                return result
+        if delay and not DEFAULTS.testing:
+            await DEFAULTS.clock.asleep(delay)
 
 
 def emit(defaults: Defaults, event: Event) -> None:

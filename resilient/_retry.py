@@ -1,15 +1,16 @@
 # `@retry`, `retrying()` and `RetryBudget`: the drivers around the sans-I/O core in
 # _core/retry.py.
 #
-# The first attempt runs inline in `run_sync` / `run_async`: on the success path a call reads the
-# clock once and allocates nothing else. After a failure the call gets its own `_Run` (the core's
-# RetryRun plus events and notes) and the generic drivers in _drive.py repeat the call as it
-# decides. The block form (`retrying()`) asks the same `_Run` around the user's block.
+# A decorated function's call step is a driver from _drive.py bound to its `_RetryCall`: on the
+# success path a call reads the clock once and allocates nothing else. After a failure the call
+# gets its own `_Run` (the core's RetryRun plus events and notes), which decides each further
+# attempt. The block form (`retrying()`) asks the same `_Run` around the user's block.
 from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
+from functools import partial
 from typing import Any, Required, TypedDict, Unpack, overload
 
 import attrs
@@ -144,13 +145,13 @@ def _error_type(exc: BaseException) -> str:
 class _RetryDriver:
     """One policy as applied in one place (a decorated function or a block)."""
 
-    __slots__ = ("budget", "name", "on_result", "policy")
+    __slots__ = ("budget", "checks_results", "name", "policy")
 
     def __init__(self, policy: RetryPolicy, name: str) -> None:
         self.policy = policy
         self.name = name
         self.budget = policy.budget
-        self.on_result = policy.on_result
+        self.checks_results = policy.on_result is not None
 
     def start(self) -> float:
         """Read the clock at the start of a call and count the call against the budget."""
@@ -195,13 +196,10 @@ class _Run(RetryRun):
             exc.add_note(self.note(clock.monotonic()))
         return delay
 
-    def returned(self, result: object, *, rejected: bool = False) -> float | None:
-        """Decide after a returned *result*: the wait before retrying, or ``None`` to return it.
-
-        *rejected* says that on_result has already judged this result as one to retry.
-        """
+    def returned(self, result: object) -> float | None:
+        """Decide after a returned *result*: the wait before retrying, or ``None`` to return it."""
         now = DEFAULTS.clock.monotonic()
-        delay = self.after_result(result, now, rejected=rejected)
+        delay = self.after_result(result, now)
         if DEFAULTS.observers:
             self._report(now, delay, None)
         return delay
@@ -227,68 +225,15 @@ class _Run(RetryRun):
 
 
 class _RetryCall(_RetryDriver):
-    """The policy applied to one decorated function, around the step inside it."""
+    """The policy applied to one decorated function: what the drivers in _drive.py need."""
 
-    __slots__ = ("nested",)
+    __slots__ = ("nested", "on_start")
 
     def __init__(self, policy: RetryPolicy, name: str, inner: Call) -> None:
         super().__init__(policy, name)
         # None when the step inside is the function itself, which is then called directly
         self.nested = None if inner is call_function else inner
-
-    def run_sync(
-        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        """Call the function; after a failure hand the rest to the sync driver."""
-        start = DEFAULTS.clock.monotonic()
-        if self.budget is not None:
-            self.budget.record_call(start)
-        nested = self.nested
-        try:
-            if nested is None:
-                result = wrapped(*args, **kwargs)
-            else:
-                result = nested(wrapped, instance, args, kwargs)
-        except Exception as exc:
-            run = self.begin(start)
-            delay = run.failed(exc)
-            if delay is None:
-                raise
-        else:
-            if self.on_result is None or not self.on_result(result):
-                return result
-            run = self.begin(start)
-            delay = run.returned(result, rejected=True)
-            if delay is None:
-                return result
-        return repeat_sync(run, delay, nested, wrapped, instance, args, kwargs)
-
-    async def run_async(
-        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        """Await the function; after a failure hand the rest to the async driver."""
-        start = DEFAULTS.clock.monotonic()
-        if self.budget is not None:
-            self.budget.record_call(start)
-        nested = self.nested
-        try:
-            if nested is None:
-                result = await wrapped(*args, **kwargs)
-            else:
-                result = await nested(wrapped, instance, args, kwargs)
-        except Exception as exc:
-            run = self.begin(start)
-            delay = run.failed(exc)
-            if delay is None:
-                raise
-        else:
-            if self.on_result is None or not self.on_result(result):
-                return result
-            run = self.begin(start)
-            delay = run.returned(result, rejected=True)
-            if delay is None:
-                return result
-        return await repeat_async(run, delay, nested, wrapped, instance, args, kwargs)
+        self.on_start = None if policy.budget is None else policy.budget.record_call
 
 
 @attrs.frozen
@@ -296,8 +241,8 @@ class _RetryLayer:
     policy: RetryPolicy
 
     def build(self, inner: Call, target: Target) -> Call:
-        driver = _RetryCall(self.policy, self.policy.name or target.name, inner)
-        return driver.run_async if target.is_async else driver.run_sync
+        policy = _RetryCall(self.policy, self.policy.name or target.name, inner)
+        return partial(repeat_async if target.is_async else repeat_sync, policy)
 
 
 @overload

@@ -296,13 +296,10 @@ class RetryRun:
             return None
         return self._schedule(now, exc, wall)
 
-    def after_result(self, result: object, now: float, *, rejected: bool = False) -> float | None:
-        """Return the wait before the next attempt after *result*, or ``None`` to accept it.
-
-        *rejected* says the caller already found that ``on_result`` wants this result retried.
-        """
+    def after_result(self, result: object, now: float) -> float | None:
+        """Return the wait before the next attempt after *result*, or ``None`` to accept it."""
         check = self.policy.on_result
-        if not rejected and (check is None or not check(result)):
+        if check is None or not check(result):
             self.reason = None
             return None
         return self._schedule(now, None, None)
