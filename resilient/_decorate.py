@@ -37,7 +37,6 @@ _BINDING = "resilient"
 class Target:
     """What a layer may know about the function it decorates."""
 
-    function: Callable[..., Any]
     is_async: bool
     name: str
 
@@ -90,7 +89,7 @@ def _target(function: Callable[..., Any], decorator: str) -> Target:
     module = getattr(inner, "__module__", None)
     qualname = getattr(inner, "__qualname__", None) or type(inner).__qualname__
     name = f"{module}.{qualname}" if module else qualname
-    return Target(function=inner, is_async=inspect.iscoroutinefunction(inner), name=name)
+    return Target(is_async=inspect.iscoroutinefunction(inner), name=name)
 
 
 @attrs.frozen
