@@ -3,12 +3,13 @@
 # Nothing here connects, spawns or registers anything.
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import attrs
 
 from ._clock import SystemClock
-from .typing import Clock, Observer
+from .typing import Backend, Clock, Observer
 
 __all__ = ["DEFAULTS", "Defaults", "configure", "reset_defaults"]
 
@@ -18,6 +19,8 @@ class Defaults:
     """The mutable process-wide settings; one instance, `DEFAULTS`."""
 
     clock: Clock = attrs.field(factory=SystemClock)
+    backend: Backend = attrs.field(factory=lambda: _memory_backend())
+    namespace: str = "resilient"
     observers: tuple[Observer, ...] = ()
     testing: bool = False
     testing_attempts: int = 1
@@ -25,13 +28,33 @@ class Defaults:
     failed_observers: dict[int, Observer] = attrs.field(factory=dict)
 
 
+def _memory_backend() -> Backend:
+    from .backends.memory import MemoryBackend  # noqa: PLC0415 - it imports this module
+
+    return MemoryBackend()
+
+
 DEFAULTS = Defaults()
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def check_namespace(namespace: object) -> str:
+    """Return *namespace* if it can prefix storage keys, else raise a helpful error."""
+    if not isinstance(namespace, str) or _NAMESPACE.fullmatch(namespace) is None:
+        raise ValueError(
+            f"namespace={namespace!r} must be 1 to 64 letters, digits, '_', '.' or '-', "
+            "e.g. namespace='orders'; it prefixes every key the library stores"
+        )
+    return namespace
 
 
 def configure(
     *,
     clock: Clock | None = None,
     observers: Iterable[Observer] | None = None,
+    backend: Backend | None = None,
+    namespace: str | None = None,
 ) -> None:
     """Set process-wide defaults; arguments left as ``None`` keep their current value.
 
@@ -39,10 +62,17 @@ def configure(
         clock: Where every capability reads time and sleeps; see :class:`resilient.typing.Clock`.
         observers: Callables that receive every :mod:`resilient.events` event, in order. This
             replaces the observers configured before.
+        backend: Where capabilities keep state unless given ``backend=`` themselves; the
+            default is an in-process :class:`resilient.backends.MemoryBackend`. Use a
+            :class:`resilient.backends.RedisBackend` to share state between processes.
+        namespace: The prefix of every key stored (default ``"resilient"``), so that several
+            applications can share one Redis.
 
     Raises:
-        TypeError: If *clock* lacks a method of the clock protocol, or an observer is not
-            callable.
+        TypeError: If *clock* lacks a method of the clock protocol, an observer is not
+            callable, or *backend* lacks a method of :class:`resilient.typing.Backend`.
+        ValueError: If *namespace* is empty, too long, or has characters other than letters,
+            digits, ``_``, ``.`` and ``-``.
 
     Example:
         >>> import logging, resilient
@@ -66,10 +96,21 @@ def configure(
                     "one event, e.g. resilient.observers.LoggingObserver()"
                 )
         DEFAULTS.observers = installed
+    if backend is not None:
+        if not isinstance(backend, Backend):
+            raise TypeError(
+                f"backend={backend!r} is not a backend: it needs the methods of "
+                "resilient.typing.Backend; use resilient.backends.MemoryBackend() or "
+                "resilient.backends.RedisBackend.from_url(url)"
+            )
+        DEFAULTS.backend = backend
+    if namespace is not None:
+        DEFAULTS.namespace = check_namespace(namespace)
 
 
 def reset_defaults() -> None:
-    """Restore every default: the system clock, no observers, testing mode off."""
+    """Restore every default: the system clock, no observers, a fresh in-memory backend, the
+    ``"resilient"`` namespace, testing mode off."""
     fresh = Defaults()
     for field in attrs.fields(Defaults):
         setattr(DEFAULTS, field.name, getattr(fresh, field.name))

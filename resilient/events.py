@@ -18,7 +18,18 @@ from typing import ClassVar
 
 import attrs
 
-__all__ = ["Event", "RetriesExhausted", "RetryScheduled", "all_event_types"]
+__all__ = [
+    "BackendFailed",
+    "CacheHit",
+    "CacheMissed",
+    "CacheRefreshed",
+    "CacheStaleServed",
+    "Event",
+    "RetriesExhausted",
+    "RetryScheduled",
+    "StoredValueRejected",
+    "all_event_types",
+]
 
 
 @attrs.frozen(kw_only=True)
@@ -93,6 +104,115 @@ class RetriesExhausted(Event):
     reason: str
 
 
+@attrs.frozen(kw_only=True)
+class CacheHit(Event):
+    """A cached call was answered with a fresh stored value."""
+
+    kind: ClassVar[str] = "cache.hit"
+    severity: ClassVar[str] = "debug"
+
+
+@attrs.frozen(kw_only=True)
+class CacheMissed(Event):
+    """A cached call found no usable value and ran the function (or waited for the caller that did).
+
+    Attributes:
+        elapsed: Seconds from the start of the call until its value was ready.
+    """
+
+    kind: ClassVar[str] = "cache.missed"
+    severity: ClassVar[str] = "debug"
+    duration_fields: ClassVar[tuple[str, ...]] = ("elapsed",)
+
+    elapsed: float
+
+
+@attrs.frozen(kw_only=True)
+class CacheStaleServed(Event):
+    """A cached call was answered with a value past its ``ttl`` but within its ``stale_ttl``.
+
+    Attributes:
+        reason: ``"refreshing"`` while a refresh runs in the background, ``"refresh_failed"``
+            when the last refresh raised (stale-if-error).
+    """
+
+    kind: ClassVar[str] = "cache.stale_served"
+    attribute_fields: ClassVar[tuple[str, ...]] = ("reason",)
+
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class CacheRefreshed(Event):
+    """A background refresh of a stale or soon-expiring value finished.
+
+    Attributes:
+        outcome: ``"success"`` or ``"failure"``.
+        error_type: The exception type when the refresh failed, else ``None``.
+        elapsed: Seconds the refresh took.
+    """
+
+    kind: ClassVar[str] = "cache.refreshed"
+    attribute_fields: ClassVar[tuple[str, ...]] = ("outcome", "error_type")
+    duration_fields: ClassVar[tuple[str, ...]] = ("elapsed",)
+
+    outcome: str
+    error_type: str | None
+    elapsed: float
+
+
+@attrs.frozen(kw_only=True)
+class BackendFailed(Event):
+    """A backend operation failed; the capability carried on as its failure policy says.
+
+    A cache fails open: the call runs the function and returns its value. After repeated
+    failures the backend is skipped for a cool-down; at most one of these events is reported
+    per second per policy, with *suppressed* counting the ones left out since the last.
+
+    Attributes:
+        backend: The backend's name, e.g. ``"redis"``.
+        operation: The primitive that failed, e.g. ``"get"`` or ``"put"``.
+        error_type: The exception type the backend raised.
+        suppressed: Failures not reported since the previous event.
+    """
+
+    kind: ClassVar[str] = "backend.failed"
+    severity: ClassVar[str] = "warning"
+    attribute_fields: ClassVar[tuple[str, ...]] = ("backend", "operation", "error_type")
+
+    backend: str
+    operation: str
+    error_type: str
+    suppressed: int = 0
+
+
+@attrs.frozen(kw_only=True)
+class StoredValueRejected(Event):
+    """A backend read a value it would not decode, and treated it as absent.
+
+    Its *policy* is the backend's name: the backend reports it, not the capability.
+
+    Attributes:
+        reason: One of ``"truncated"``, ``"corrupt"``, ``"version"``, ``"serializer"``,
+            ``"mac"`` and ``"oversized"`` (see :class:`resilient.exceptions.CodecError`).
+    """
+
+    kind: ClassVar[str] = "backend.value_rejected"
+    severity: ClassVar[str] = "warning"
+    attribute_fields: ClassVar[tuple[str, ...]] = ("reason",)
+
+    reason: str
+
+
 def all_event_types() -> tuple[type[Event], ...]:
     """Return every concrete event class, in the order of the metric catalogue."""
-    return (RetryScheduled, RetriesExhausted)
+    return (
+        RetryScheduled,
+        RetriesExhausted,
+        CacheHit,
+        CacheMissed,
+        CacheStaleServed,
+        CacheRefreshed,
+        BackendFailed,
+        StoredValueRejected,
+    )

@@ -4,12 +4,26 @@ Everything here is stable API. Implement these protocols to plug your own clock 
 into the library; annotate with the aliases to keep your own code strictly typed.
 """
 
-from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeAlias, runtime_checkable
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 
 from .events import Event
 
-__all__ = ["Clock", "ExceptionPredicate", "ExceptionTypes", "Observer", "ResultPredicate", "Wait"]
+if TYPE_CHECKING:
+    from .backends import Claim, Fetched
+
+__all__ = [
+    "AsyncBackend",
+    "Backend",
+    "Clock",
+    "ExceptionPredicate",
+    "ExceptionTypes",
+    "Observer",
+    "ResultPredicate",
+    "Wait",
+]
 
 
 @runtime_checkable
@@ -63,3 +77,97 @@ class Wait(Protocol):
 
         *previous* is the wait chosen after the attempt before it (0.0 after the first).
         """
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Storage primitives for sync code: what a backend must do for `resilient` to use it.
+
+    Every method is atomic and, on a network store, one round trip. Keys are strings that
+    already carry their namespace; a part in braces (``"ns:cache:f:{3fa9}"``) is a hash tag, and
+    every key an operation derives from a key (its claim, say) must keep that part so that a
+    sharded store keeps them together. Values are never ``None``: ``None`` means "absent".
+
+    A backend that stores values outside the process must encode them safely (see
+    :class:`resilient.backends.Codec`) and must treat a value it cannot decode as absent. Run
+    the contract suite (:mod:`resilient.testing.contract`) against your own backend to check
+    it keeps every promise written here.
+    """
+
+    def get(self, key: str, *, claim: Claim | None = None) -> Fetched:
+        """Read *key*; with *claim*, also take the key's claim if it is free and due.
+
+        The claim is taken when no value is stored, or when one is stored with at most
+        ``claim.below`` seconds left, and no other token holds the claim.
+        """
+
+    def put(
+        self,
+        key: str,
+        value: object,
+        *,
+        ttl: float,
+        indexes: Sequence[str] = (),
+        token: str | None = None,
+    ) -> None:
+        """Store *value* for *ttl* seconds and record *key* under each of *indexes*.
+
+        With *token*, also release the claim that token holds on *key* and wake every caller
+        waiting for it, in the same atomic step.
+        """
+
+    def release(self, key: str, token: str) -> None:
+        """Release the claim *token* holds on *key*, if it still does, and wake its waiters."""
+
+    def wait_released(self, key: str, timeout: float) -> None:
+        """Block until no claim is held on *key*, or *timeout* seconds have passed.
+
+        Waiters are woken by the release, never by polling in a tight loop.
+        """
+
+    def delete(self, keys: Sequence[str]) -> int:
+        """Delete the values stored at *keys*; return how many there were."""
+
+    def purge(self, indexes: Sequence[str]) -> int:
+        """Delete every value recorded under any of *indexes*; return how many there were.
+
+        An index only ever lists keys whose values may still be alive: entries leave it when
+        they expire, so an index stays as small as the values it names.
+        """
+
+
+@runtime_checkable
+class AsyncBackend(Protocol):
+    """The same primitives as :class:`Backend` for asyncio code, each a coroutine.
+
+    The methods are those of :class:`Backend` with an ``a`` in front (``aget``, ``aput``,
+    ``arelease``, ``await_released``, ``adelete``, ``apurge``), so that one object can serve
+    sync and async callers, as :class:`resilient.backends.MemoryBackend` and
+    :class:`resilient.backends.RedisBackend` do.
+    """
+
+    async def aget(self, key: str, *, claim: Claim | None = None) -> Fetched:
+        """Read *key* (see :meth:`Backend.get`)."""
+
+    async def aput(
+        self,
+        key: str,
+        value: object,
+        *,
+        ttl: float,
+        indexes: Sequence[str] = (),
+        token: str | None = None,
+    ) -> None:
+        """Store *value* (see :meth:`Backend.put`)."""
+
+    async def arelease(self, key: str, token: str) -> None:
+        """Release a claim (see :meth:`Backend.release`)."""
+
+    async def await_released(self, key: str, timeout: float) -> None:
+        """Wait until no claim is held on *key* (see :meth:`Backend.wait_released`)."""
+
+    async def adelete(self, keys: Sequence[str]) -> int:
+        """Delete values (see :meth:`Backend.delete`)."""
+
+    async def apurge(self, indexes: Sequence[str]) -> int:
+        """Delete every value under *indexes* (see :meth:`Backend.purge`)."""

@@ -43,6 +43,11 @@ PUBLIC_MODULES = [
     "resilient.testing",
     "resilient.wait",
     "resilient.observers",
+    "resilient.backends",
+    "resilient.backends.memory",
+    "resilient.backends.redis",
+    "resilient.backends.codec",
+    "resilient.testing.contract",
 ]
 
 # Modules without an underscore that are not for importing: command line entry points.

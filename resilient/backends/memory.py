@@ -1,0 +1,262 @@
+# The in-process backend: bounded LRU maps with per-entry expiry, claims and indexes.
+#
+# Rules:
+# - Values are stored as they are (no copy, no encoding); a caller gets the very object stored.
+# - Every mutation holds the store's lock. Reads on the cache's hit path go lock-free through
+#   `LruStore.data` (a dict read and `move_to_end` are each atomic under the GIL); an entry
+#   found expired is left for a locked operation to remove.
+# - Time is the configured clock's monotonic time, so `FakeClock` drives expiry in tests.
+# - The async methods are the sync ones (nothing here blocks on I/O) except the wait, which
+#   waits on the claim's `Signal` in the caller's own event loop: no thread hop either way.
+#
+# Why not cachetools: its caches answer a hit through two or three Python-level method calls
+# (Cache.__getitem__, LRUCache.__getitem__, the order update), which alone costs more than the
+# cache's whole hit budget, are not thread-safe, and keep one TTL per cache where the cache
+# needs one per entry (see docs/design.md).
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from threading import Lock
+
+import attrs
+
+from .. import _config
+from .._signal import Signal
+from ._types import MISS, Claim, Fetched
+
+__all__ = ["LruStore", "MemoryBackend"]
+
+
+@attrs.define(slots=True)
+class _Held:
+    token: str
+    expires_at: float
+    released: Signal = attrs.field(factory=Signal)
+
+
+class LruStore:
+    """One bounded map of expiring values, least recently used evicted first; thread-safe.
+
+    ``data`` maps a key to ``(value, expires_at)``, with *expires_at* on the configured
+    clock's monotonic scale. Keys are any hashable values.
+    """
+
+    __slots__ = ("_claims", "_indexes", "_lock", "data", "maxsize")
+
+    def __init__(self, maxsize: int) -> None:
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            raise ValueError(f"maxsize must be a positive int, not {maxsize!r}")
+        self.maxsize = maxsize
+        self.data: OrderedDict[Hashable, tuple[object, float]] = OrderedDict()
+        self._lock = Lock()
+        self._claims: dict[Hashable, _Held] = {}
+        self._indexes: dict[str, dict[Hashable, float]] = {}
+
+    def get(self, key: Hashable, claim: Claim | None, now: float) -> Fetched:
+        """Read *key* at *now*; with *claim*, take the claim if it is free and due."""
+        with self._lock:
+            entry = self.data.get(key)
+            if entry is not None and entry[1] <= now:
+                del self.data[key]
+                entry = None
+            if entry is not None:
+                self.data.move_to_end(key)
+            ttl = None if entry is None else entry[1] - now
+            if claim is None:
+                return MISS if entry is None else Fetched(entry[0], ttl, False)
+            claimed = False
+            if ttl is None or ttl <= claim.below:
+                held = self._claims.get(key)
+                if held is None or held.expires_at <= now:
+                    if held is not None:
+                        held.released.fire()
+                    self._claims[key] = _Held(claim.token, now + claim.ttl)
+                    claimed = True
+                elif held.token == claim.token:
+                    held.expires_at = now + claim.ttl
+                    claimed = True
+            return Fetched(None if entry is None else entry[0], ttl, claimed)
+
+    def put(
+        self,
+        key: Hashable,
+        value: object,
+        ttl: float,
+        indexes: Sequence[str],
+        token: str | None,
+        now: float,
+    ) -> None:
+        """Store *value* for *ttl* seconds, index it, and release *token*'s claim on it."""
+        if value is None:
+            raise ValueError("a backend stores no None values: None means absent")
+        expires_at = now + ttl
+        with self._lock:
+            self.data[key] = (value, expires_at)
+            self.data.move_to_end(key)
+            while len(self.data) > self.maxsize:
+                self.data.popitem(last=False)
+            for name in indexes:
+                index = self._indexes.setdefault(name, {})
+                index[key] = expires_at
+                if len(index) > 2 * self.maxsize:
+                    self._prune(index, now)
+            if token is not None:
+                self._release(key, token)
+
+    def release(self, key: Hashable, token: str) -> None:
+        """Drop the claim *token* holds on *key*, if it does, and wake its waiters."""
+        with self._lock:
+            self._release(key, token)
+
+    def held(self, key: Hashable, now: float) -> tuple[Signal, float] | None:
+        """Return the live claim on *key*: the signal its release fires, and its seconds left."""
+        with self._lock:
+            held = self._claims.get(key)
+            if held is None or held.expires_at <= now:
+                return None
+            return held.released, held.expires_at - now
+
+    def delete(self, keys: Sequence[Hashable], now: float) -> int:
+        """Delete the live values at *keys*; return how many there were."""
+        deleted = 0
+        with self._lock:
+            for key in keys:
+                entry = self.data.pop(key, None)
+                if entry is not None and entry[1] > now:
+                    deleted += 1
+        return deleted
+
+    def purge(self, indexes: Sequence[str], now: float) -> int:
+        """Delete every live value recorded under *indexes*, and the indexes."""
+        with self._lock:
+            keys = set()
+            for name in indexes:
+                keys.update(self._indexes.pop(name, {}))
+            deleted = 0
+            for key in keys:
+                entry = self.data.pop(key, None)
+                if entry is not None and entry[1] > now:
+                    deleted += 1
+        return deleted
+
+    def clear(self) -> None:
+        """Drop every value and index (claims stay with their holders)."""
+        with self._lock:
+            self.data.clear()
+            self._indexes.clear()
+
+    def _release(self, key: Hashable, token: str) -> None:
+        held = self._claims.get(key)
+        if held is not None and held.token == token:
+            del self._claims[key]
+            held.released.fire()
+
+    def _prune(self, index: dict[Hashable, float], now: float) -> None:
+        for key in [key for key, expires_at in index.items() if expires_at <= now]:
+            del index[key]
+
+
+class MemoryBackend:
+    """Keep state in this process: the default backend, nothing to install or run.
+
+    Values are stored as they are, never copied or encoded, so a cached list is the same list
+    on every hit: do not mutate what you get. Thread-safe, and usable from sync and async code
+    (async callers never hop to a thread). State is not shared with other processes; use
+    :class:`resilient.backends.RedisBackend` for that.
+
+    Args:
+        maxsize: How many values the backend keeps before evicting the least recently used.
+            Each ``@cached`` function keeps its own region, bounded by its own ``maxsize``.
+        name: The name events report for this backend.
+    """
+
+    def __init__(self, maxsize: int = 10_000, *, name: str = "memory") -> None:
+        self.name = name
+        self._store = LruStore(maxsize)
+        self._regions: dict[str, LruStore] = {}
+        self._lock = Lock()
+
+    def __repr__(self) -> str:
+        return f"MemoryBackend(maxsize={self._store.maxsize!r}, name={self.name!r})"
+
+    def region(self, name: str, maxsize: int) -> LruStore:
+        """Return the store of the region *name*, created with *maxsize* on first use."""
+        store = self._regions.get(name)
+        if store is None:
+            with self._lock:
+                store = self._regions.setdefault(name, LruStore(maxsize))
+        return store
+
+    def _stores(self) -> list[LruStore]:
+        with self._lock:
+            return [self._store, *self._regions.values()]
+
+    def get(self, key: str, *, claim: Claim | None = None) -> Fetched:
+        """Read *key*, taking its claim if asked and due (see :class:`resilient.typing.Backend`)."""
+        return self._store.get(key, claim, _config.DEFAULTS.clock.monotonic())
+
+    def put(
+        self,
+        key: str,
+        value: object,
+        *,
+        ttl: float,
+        indexes: Sequence[str] = (),
+        token: str | None = None,
+    ) -> None:
+        """Store *value* for *ttl* seconds, index it, and release *token*'s claim."""
+        self._store.put(key, value, ttl, indexes, token, _config.DEFAULTS.clock.monotonic())
+
+    def release(self, key: str, token: str) -> None:
+        """Release the claim *token* holds on *key* and wake its waiters."""
+        self._store.release(key, token)
+
+    def wait_released(self, key: str, timeout: float) -> None:
+        """Block until no claim is held on *key*, or *timeout* seconds pass."""
+        held = self._store.held(key, _config.DEFAULTS.clock.monotonic())
+        if held is not None:
+            held[0].wait(min(timeout, held[1]))
+
+    def delete(self, keys: Sequence[str]) -> int:
+        """Delete the values at *keys*; return how many were alive."""
+        return self._store.delete(keys, _config.DEFAULTS.clock.monotonic())
+
+    def purge(self, indexes: Sequence[str]) -> int:
+        """Delete every value recorded under *indexes*, in every region; return how many."""
+        now = _config.DEFAULTS.clock.monotonic()
+        return sum(store.purge(indexes, now) for store in self._stores())
+
+    async def aget(self, key: str, *, claim: Claim | None = None) -> Fetched:
+        """Read *key* (see :meth:`get`)."""
+        return self.get(key, claim=claim)
+
+    async def aput(
+        self,
+        key: str,
+        value: object,
+        *,
+        ttl: float,
+        indexes: Sequence[str] = (),
+        token: str | None = None,
+    ) -> None:
+        """Store *value* (see :meth:`put`)."""
+        self.put(key, value, ttl=ttl, indexes=indexes, token=token)
+
+    async def arelease(self, key: str, token: str) -> None:
+        """Release a claim (see :meth:`release`)."""
+        self.release(key, token)
+
+    async def await_released(self, key: str, timeout: float) -> None:
+        """Wait in the running task until no claim is held on *key* (see :meth:`wait_released`)."""
+        held = self._store.held(key, _config.DEFAULTS.clock.monotonic())
+        if held is not None:
+            await held[0].await_fired(min(timeout, held[1]))
+
+    async def adelete(self, keys: Sequence[str]) -> int:
+        """Delete values (see :meth:`delete`)."""
+        return self.delete(keys)
+
+    async def apurge(self, indexes: Sequence[str]) -> int:
+        """Delete every value under *indexes* (see :meth:`purge`)."""
+        return self.purge(indexes)
