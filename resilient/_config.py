@@ -19,7 +19,7 @@ class Defaults:
     """The mutable process-wide settings; one instance, `DEFAULTS`."""
 
     clock: Clock = attrs.field(factory=SystemClock)
-    backend: Backend = attrs.field(factory=lambda: _memory_backend())
+    backend: Backend = attrs.field(factory=lambda: _memory_backend())  # noqa: PLW0108 - defined below
     namespace: str = "resilient"
     observers: tuple[Observer, ...] = ()
     testing: bool = False
@@ -109,8 +109,11 @@ def configure(
 
 
 def reset_defaults() -> None:
-    """Restore every default: the system clock, no observers, a fresh in-memory backend, the
-    ``"resilient"`` namespace, testing mode off."""
+    """Restore every default.
+
+    That is the system clock, no observers, a fresh in-memory backend, the ``"resilient"``
+    namespace, and testing mode off.
+    """
     fresh = Defaults()
     for field in attrs.fields(Defaults):
         setattr(DEFAULTS, field.name, getattr(fresh, field.name))

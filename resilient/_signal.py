@@ -45,7 +45,7 @@ class Signal:
         """Block until the signal fires or *timeout* seconds pass; return whether it fired."""
         return self._event.wait(timeout)
 
-    async def await_fired(self, timeout: float | None = None) -> bool:
+    async def await_fired(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 - mirrors wait()
         """Wait in the running task until the signal fires or *timeout* seconds pass."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         with self._lock:

@@ -163,7 +163,7 @@ class AsyncBackend(Protocol):
     async def arelease(self, key: str, token: str) -> None:
         """Release a claim (see :meth:`Backend.release`)."""
 
-    async def await_released(self, key: str, timeout: float) -> None:
+    async def await_released(self, key: str, timeout: float) -> None:  # noqa: ASYNC109 - see above
         """Wait until no claim is held on *key* (see :meth:`Backend.wait_released`)."""
 
     async def adelete(self, keys: Sequence[str]) -> int:

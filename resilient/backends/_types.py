@@ -38,5 +38,5 @@ class Fetched(NamedTuple):
     claimed: bool
 
 
-MISS = Fetched(None, None, False)
+MISS = Fetched(None, None, claimed=False)
 """A read that found nothing and claimed nothing."""

@@ -64,7 +64,7 @@ class LruStore:
                 self.data.move_to_end(key)
             ttl = None if entry is None else entry[1] - now
             if claim is None:
-                return MISS if entry is None else Fetched(entry[0], ttl, False)
+                return MISS if entry is None else Fetched(entry[0], ttl, claimed=False)
             claimed = False
             if ttl is None or ttl <= claim.below:
                 held = self._claims.get(key)
@@ -82,6 +82,7 @@ class LruStore:
         self,
         key: Hashable,
         value: object,
+        *,
         ttl: float,
         indexes: Sequence[str],
         token: str | None,
@@ -206,7 +207,14 @@ class MemoryBackend:
         token: str | None = None,
     ) -> None:
         """Store *value* for *ttl* seconds, index it, and release *token*'s claim."""
-        self._store.put(key, value, ttl, indexes, token, _config.DEFAULTS.clock.monotonic())
+        self._store.put(
+            key,
+            value,
+            ttl=ttl,
+            indexes=indexes,
+            token=token,
+            now=_config.DEFAULTS.clock.monotonic(),
+        )
 
     def release(self, key: str, token: str) -> None:
         """Release the claim *token* holds on *key* and wake its waiters."""
@@ -247,7 +255,7 @@ class MemoryBackend:
         """Release a claim (see :meth:`release`)."""
         self.release(key, token)
 
-    async def await_released(self, key: str, timeout: float) -> None:
+    async def await_released(self, key: str, timeout: float) -> None:  # noqa: ASYNC109 - protocol
         """Wait in the running task until no claim is held on *key* (see :meth:`wait_released`)."""
         held = self._store.held(key, _config.DEFAULTS.clock.monotonic())
         if held is not None:
