@@ -1,4 +1,4 @@
-"""Resilience for Python service calls: retries today; breakers, caches and locks to come.
+"""Resilience for Python service calls: retries and caches today; breakers and locks to come.
 
 Every decorator works on sync and async functions and methods and reports each decision to
 the observers configured with :func:`configure`.
@@ -7,6 +7,15 @@ the observers configured with :func:`configure`.
 from __future__ import annotations
 
 from . import wait
+from ._cache import (
+    Cached,
+    CachePolicy,
+    CacheStatus,
+    ainvalidate_tags,
+    cache_status,
+    cached,
+    invalidate_tags,
+)
 from ._config import configure, reset_defaults
 from ._retry import Attempt, RetryBudget, Retrying, RetryPolicy, retry, retrying
 
@@ -22,6 +31,14 @@ __all__ = [
     "Retrying",
     "Attempt",
     "wait",
+    # caching
+    "cached",
+    "CachePolicy",
+    "Cached",
+    "CacheStatus",
+    "cache_status",
+    "invalidate_tags",
+    "ainvalidate_tags",
 ]
 
 

@@ -14,6 +14,9 @@
 #   looking up `__self__` on plain functions at every call (an AttributeError raised and cleared
 #   each time, about two thirds of wrapt's overhead); methods, classmethods and staticmethods
 #   still bind through the wrapped object's own descriptor.
+# - A layer may name a `wrapper_type` (a subclass of `Wrapper`) to give the decorated function
+#   methods of its own (a cache's `invalidate`); the wrapper keeps every built step, so those
+#   methods find their layer's state.
 from __future__ import annotations
 
 import inspect
@@ -23,7 +26,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar, cast
 import attrs
 import wrapt
 
-__all__ = ["Call", "Decorator", "Layer", "Target", "call_function", "layers_of"]
+__all__ = ["Call", "Decorator", "Layer", "Target", "Wrapper", "call_function", "layers_of"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -39,6 +42,7 @@ class Target:
 
     is_async: bool
     name: str
+    function: Callable[..., Any]
 
 
 class Layer(Protocol):
@@ -59,18 +63,23 @@ def call_function(
     return wrapped(*args, **kwargs)
 
 
-class _Wrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]  # its generics are for wrapt's own use
-    def __init__(self, wrapped: Any, layers: tuple[Layer, ...], call: Call) -> None:
+class Wrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]  # its generics are for wrapt's own use
+    """The one wrapper around a decorated function, holding its layers and their steps."""
+
+    def __init__(
+        self, wrapped: Any, layers: tuple[Layer, ...], call: Call, steps: tuple[Call, ...]
+    ) -> None:
         # the base initialiser takes the binding name, which FunctionWrapper would compute
         super(wrapt.FunctionWrapper, self).__init__(  # type: ignore[call-arg]  # see module note
             wrapped, None, call, None, _BINDING
         )
         self._self_layers = layers
+        self._self_steps = steps
 
 
 def layers_of(function: object) -> tuple[Layer, ...]:
     """Return the `resilient` layers applied to *function*, outermost first."""
-    if type(function) is _Wrapper:
+    if isinstance(function, Wrapper):
         layers: tuple[Layer, ...] = function._self_layers
         return layers
     return ()
@@ -89,7 +98,7 @@ def _target(function: Callable[..., Any], decorator: str) -> Target:
     module = getattr(inner, "__module__", None)
     qualname = getattr(inner, "__qualname__", None) or type(inner).__qualname__
     name = f"{module}.{qualname}" if module else qualname
-    return Target(is_async=inspect.iscoroutinefunction(inner), name=name)
+    return Target(is_async=inspect.iscoroutinefunction(inner), name=name, function=inner)
 
 
 @attrs.frozen
@@ -107,6 +116,10 @@ class Decorator:
         target = _target(function, self.name)
         layers = (self.layer, *inner_layers)
         call: Call = call_function
+        steps: list[Call] = []
+        wrapper_type = Wrapper
         for layer in reversed(layers):
             call = layer.build(call, target)
-        return cast("Callable[P, R]", _Wrapper(function, layers, call))
+            steps.append(call)
+            wrapper_type = getattr(layer, "wrapper_type", wrapper_type)
+        return cast("Callable[P, R]", wrapper_type(function, layers, call, tuple(steps)))

@@ -8,19 +8,45 @@
 # (generator, send, StopIteration and an outcome object per attempt), so the decisions are plain
 # methods. A stopped repetition re-raises with a bare `raise` inside its own `except`, which
 # keeps the user's traceback and context untouched.
+#
+# Capabilities whose calls wait on a backend (the cache) write each call once as a generator
+# of effects: `Op` (run a backend primitive: `backend.<name>` or, async, `backend.a<name>`),
+# `CALL` (run the function), `Join` (wait for an in-process flight) and `Spawn` (run another
+# procedure in the background). `run_sync` and `run_async` perform them and send back the
+# result, or throw the exception into the generator. Where a backend round trip dominates,
+# the generator's cost (a microsecond) does not show; hot paths (a memory cache hit) answer
+# before any generator is made.
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+import os
+import threading
+from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ._config import DEFAULTS, Defaults
 
 if TYPE_CHECKING:
     from ._decorate import Call
+    from ._flight import Flight
     from .events import Event
 
-__all__ = ["Repeater", "Repeating", "emit", "repeat_async", "repeat_sync"]
+__all__ = [
+    "CALL",
+    "Join",
+    "Op",
+    "Procedure",
+    "Repeater",
+    "Repeating",
+    "Spawn",
+    "emit",
+    "repeat_async",
+    "repeat_sync",
+    "run_async",
+    "run_sync",
+]
 
 _logger = logging.getLogger("resilient")
 
@@ -149,3 +175,107 @@ def emit(defaults: Defaults, event: Event) -> None:
                     observer,
                     event.kind,
                 )
+
+
+class Op(NamedTuple):
+    """Effect: run the backend primitive *name* with these arguments; send back its result."""
+
+    name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+class Join(NamedTuple):
+    """Effect: wait until *flight* has landed."""
+
+    flight: Flight
+
+
+class Spawn(NamedTuple):
+    """Effect: run *procedure* in the background (a worker thread, or a task of this loop)."""
+
+    procedure: Procedure
+
+
+CALL = object()
+"""Effect: run the function (the step inside this layer); send back its result."""
+
+Procedure = Generator[object, Any, Any]
+
+# Background procedures of sync callers run on a small pool, created on first use and dropped
+# in a forked child (its threads do not survive the fork).
+_POOL_WORKERS = 4
+_pool: list[ThreadPoolExecutor] = []
+_pool_lock = threading.Lock()
+# Tasks of async callers, held so the event loop does not drop them while they run.
+_tasks: set[asyncio.Task[Any]] = set()
+
+
+def _forget_pool() -> None:
+    _pool.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _background() -> ThreadPoolExecutor:
+    with _pool_lock:
+        if not _pool:
+            _pool.append(
+                ThreadPoolExecutor(_POOL_WORKERS, thread_name_prefix="resilient-background")
+            )
+        return _pool[0]
+
+
+def run_sync(procedure: Procedure, backend: Any, call: Callable[[], Any]) -> Any:
+    """Perform *procedure*'s effects in this thread and return its result."""
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = procedure.send(reply) if error is None else procedure.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        reply = error = None
+        try:
+            if effect is CALL:
+                reply = call()
+            elif type(effect) is Op:
+                reply = getattr(backend, effect.name)(*effect.args, **effect.kwargs)
+            elif type(effect) is Join:
+                effect.flight.done.wait()
+            elif type(effect) is Spawn:
+                _background().submit(run_sync, effect.procedure, backend, call)
+            else:  # pragma: no cover - a bug in a procedure
+                raise TypeError(f"unknown effect {effect!r}")  # noqa: TRY301 - handed over below
+        except BaseException as exc:  # noqa: BLE001 - handed to the procedure, which decides
+            error = exc
+
+
+async def run_async(procedure: Procedure, backend: Any, call: Callable[[], Any]) -> Any:
+    """Perform *procedure*'s effects in this task and return its result."""
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = procedure.send(reply) if error is None else procedure.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        reply = error = None
+        try:
+            if effect is CALL:
+                reply = await call()
+            elif type(effect) is Op:
+                reply = await getattr(backend, "a" + effect.name)(*effect.args, **effect.kwargs)
+            elif type(effect) is Join:
+                await effect.flight.done.await_fired()
+            elif type(effect) is Spawn:
+                task = asyncio.get_running_loop().create_task(
+                    run_async(effect.procedure, backend, call)
+                )
+                _tasks.add(task)
+                task.add_done_callback(_tasks.discard)
+            else:  # pragma: no cover - a bug in a procedure
+                raise TypeError(f"unknown effect {effect!r}")  # noqa: TRY301 - handed over below
+        except BaseException as exc:  # noqa: BLE001 - handed to the procedure, which decides
+            error = exc

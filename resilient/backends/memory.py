@@ -45,7 +45,7 @@ class LruStore:
     __slots__ = ("_claims", "_indexes", "_lock", "data", "maxsize")
 
     def __init__(self, maxsize: int) -> None:
-        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+        if isinstance(maxsize, bool) or maxsize < 1:
             raise ValueError(f"maxsize must be a positive int, not {maxsize!r}")
         self.maxsize = maxsize
         self.data: OrderedDict[Hashable, tuple[object, float]] = OrderedDict()
@@ -131,7 +131,7 @@ class LruStore:
     def purge(self, indexes: Sequence[str], now: float) -> int:
         """Delete every live value recorded under *indexes*, and the indexes."""
         with self._lock:
-            keys = set()
+            keys: set[Hashable] = set()
             for name in indexes:
                 keys.update(self._indexes.pop(name, {}))
             deleted = 0

@@ -1,0 +1,668 @@
+# `@cached`: read-through caching on the memory backend or a shared one.
+#
+# Rules:
+# - Memory hit path: the call's key is its argument tuple, read lock-free from the function's
+#   region of the MemoryBackend; a fresh entry returns at once, before any generator or
+#   event exists. Everything else (misses, stale and early entries, shared backends) runs as
+#   one procedure of effects (see _drive.py), written once for sync and async callers.
+# - Stampedes: concurrent misses on one key in one process share one execution (_flight.py).
+#   On a shared backend the leader's read also takes the key's claim (one round trip), so one
+#   process in the cluster computes and the others wait until its put releases the claim
+#   (woken by the backend, not polling), then read the value.
+# - Fail open: a backend error never reaches the caller. The call runs the function and
+#   returns its value; after three failures in a row the backend is skipped for a short
+#   cool-down, then probed again; one BackendFailed event per second per cache at most.
+# - An entry stores `(value, fresh_until or 0.0, delta)` in memory and `(value, delta)` in a
+#   shared backend (whose TTL says how fresh it is); delta is how long the value took to
+#   compute, for early refresh (_core/cache.py).
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import enum
+import random
+import secrets
+from collections.abc import Awaitable, Callable, Hashable
+from datetime import timedelta
+from functools import partial
+from typing import Any, ParamSpec, Protocol, TypedDict, TypeVar, Unpack, cast, overload
+
+import attrs
+import wrapt
+
+from ._config import DEFAULTS, check_namespace
+from ._core.cache import CachePolicy, Freshness, judge
+from ._decorate import Call, Decorator, Target, Wrapper
+from ._drive import CALL, Join, Op, Procedure, Spawn, emit, run_async, run_sync
+from ._flight import Flights
+from ._keys import CallKeys, digest
+from .backends._types import Claim, Fetched
+from .backends.memory import LruStore, MemoryBackend
+from .events import BackendFailed, CacheHit, CacheMissed, CacheRefreshed, CacheStaleServed
+from .typing import Backend
+
+__all__ = [
+    "CacheOptions",
+    "CachePolicy",
+    "CacheStatus",
+    "Cached",
+    "ainvalidate_tags",
+    "cache_status",
+    "cached",
+    "invalidate_tags",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+_FAILURES_BEFORE_COOLDOWN = 3
+_COOLDOWN = 0.5  # seconds a failing backend is skipped before it is probed again
+_EVENT_INTERVAL = 1.0  # seconds between two BackendFailed events of one cache
+
+
+class CacheStatus(enum.Enum):
+    """How the latest cached call in this context was answered (see :func:`cache_status`)."""
+
+    HIT = "hit"
+    """A fresh stored value."""
+    MISS = "miss"
+    """No usable value: the function ran (in this call or the one this call waited for)."""
+    STALE = "stale"
+    """A value past its ``ttl`` but within ``stale_ttl``, while a refresh runs."""
+    BYPASS = "bypass"
+    """The backend failed or is cooling down: the function ran and nothing was stored."""
+
+
+_STATUS: contextvars.ContextVar[CacheStatus | None] = contextvars.ContextVar(
+    "resilient_cache_status", default=None
+)
+
+
+def cache_status() -> CacheStatus | None:
+    """Return how the latest cached call in this thread or task was answered.
+
+    ``None`` until a cached function has been called in this context. Read it right after
+    the call, e.g. to set an ``X-Cache-Status`` response header.
+
+    Example:
+        >>> import resilient
+        >>> @resilient.cached(ttl=60)
+        ... def square(x: int) -> int:
+        ...     return x * x
+        >>> square(3), resilient.cache_status().value
+        (9, 'miss')
+        >>> square(3), resilient.cache_status().value
+        (9, 'hit')
+    """
+    return _STATUS.get()
+
+
+class CacheOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`cached`: the fields of :class:`CachePolicy`."""
+
+    ttl: float | timedelta
+    maxsize: int
+    stale_ttl: float | timedelta
+    early_refresh: float
+    key: str | Callable[..., Hashable] | None
+    condition: Callable[[Any], object] | None
+    cache_none: bool
+    tags: list[str] | tuple[str, ...]
+    lease_ttl: float | timedelta
+    backend: Backend | None
+    name: str | None
+
+
+class Cached(Protocol[P, R_co]):
+    """A cached function: call it as before, and invalidate what it stored."""
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
+        """Call the function, answered from the cache when possible."""
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Drop the value stored for these arguments."""
+
+    def invalidate_all(self) -> None:
+        """Drop every value this function stored."""
+
+    async def ainvalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Drop the value stored for these arguments, from async code."""
+
+    async def ainvalidate_all(self) -> None:
+        """Drop every value this function stored, from async code."""
+
+
+@attrs.define(slots=True)
+class _Health:
+    failures: int = 0
+    skip_until: float = 0.0
+    last_event: float = float("-inf")
+    suppressed: int = 0
+
+
+def _tag_index(namespace: str, tag: str) -> str:
+    return f"{namespace}:cache-tag:{digest(tag, 'tag')}"
+
+
+class _CachedCall:
+    """The cache of one decorated function: its keys, flights, regions and health."""
+
+    def __init__(self, policy: CachePolicy, keys: CallKeys, name: str, inner: Call) -> None:
+        self.policy = policy
+        self.keys = keys
+        self.name = name
+        self.inner = inner
+        self.flights = Flights()
+        self.health = _Health()
+        # the MemoryBackend last used and this function's region in it
+        self.memory: MemoryBackend | None = None
+        self.region: LruStore | None = None
+
+    # -- the call steps -------------------------------------------------------------------
+
+    def call_sync(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        backend = self.policy.backend or DEFAULTS.backend
+        if backend is self.memory:
+            key = self.keys.local(instance, args, kwargs)
+            hit = self._memory_hit(key)
+            if hit is not _MISSING:
+                return hit
+        procedure = self._procedure(backend, wrapped, instance, args, kwargs)
+        return run_sync(procedure, backend, partial(self.inner, wrapped, instance, args, kwargs))
+
+    async def call_async(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        backend = self.policy.backend or DEFAULTS.backend
+        if backend is self.memory:
+            key = self.keys.local(instance, args, kwargs)
+            hit = self._memory_hit(key)
+            if hit is not _MISSING:
+                return hit
+        procedure = self._procedure(backend, wrapped, instance, args, kwargs)
+        return await run_async(
+            procedure, backend, partial(self.inner, wrapped, instance, args, kwargs)
+        )
+
+    def _memory_hit(self, key: Hashable) -> object:
+        data = self.region.data  # type: ignore[union-attr]  # set with self.memory
+        try:
+            entry = data.get(key)
+        except TypeError:  # an unhashable argument: the procedure keys it by digest
+            return _MISSING
+        if entry is not None and DEFAULTS.clock.monotonic() < entry[0][1]:  # type: ignore[index]  # our entries
+            with contextlib.suppress(KeyError):  # evicted by another thread meanwhile
+                data.move_to_end(key)
+            _STATUS.set(CacheStatus.HIT)
+            if DEFAULTS.observers:
+                emit(DEFAULTS, CacheHit(policy=self.name, time=DEFAULTS.clock.monotonic()))
+            return entry[0][0]  # type: ignore[index]  # our entries
+        return _MISSING
+
+    # -- procedures -----------------------------------------------------------------------
+
+    def _procedure(
+        self,
+        backend: object,
+        wrapped: Any,
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Procedure:
+        namespace = DEFAULTS.namespace
+        tags = self.keys.tags(self.policy.tags, instance, args, kwargs)
+        indexes = tuple(_tag_index(namespace, tag) for tag in tags)
+        if isinstance(backend, MemoryBackend):
+            store = self._region(backend, namespace)
+            key: Hashable = self.keys.local(instance, args, kwargs)
+            try:
+                hash(key)
+            except TypeError:
+                key = self.keys.shared(instance, args, kwargs)
+            return self._from_memory(store, key, indexes)
+        shared = (
+            f"{namespace}:cache:{self._safe_name}:{{{self.keys.shared(instance, args, kwargs)}}}"
+        )
+        return self._from_backend(shared, (self._all_index(namespace), *indexes))
+
+    @property
+    def _safe_name(self) -> str:
+        return self.name.replace("{", "(").replace("}", ")")
+
+    def _all_index(self, namespace: str) -> str:
+        return f"{namespace}:cache:{self._safe_name}:all"
+
+    def _region(self, backend: MemoryBackend, namespace: str) -> LruStore:
+        store = backend.region(f"{namespace}:cache:{self.name}", self.policy.maxsize)
+        if namespace == DEFAULTS.namespace:
+            self.memory, self.region = backend, store
+        return store
+
+    def _from_memory(self, store: LruStore, key: Hashable, indexes: tuple[str, ...]) -> Procedure:
+        clock = DEFAULTS.clock
+        while True:
+            now = clock.monotonic()
+            entry = store.data.get(key)
+            if entry is not None and entry[1] > now:
+                value, _, delta = cast("tuple[object, float, float]", entry[0])
+                verdict = judge(self.policy, entry[1] - now, delta, 1.0 - random.random())
+                if verdict is not Freshness.FRESH:
+                    refresh, leads = self.flights.join(("refresh", key))
+                    if leads:
+                        yield Spawn(self._refresh_memory(store, key, indexes, refresh))
+                return self._served(value, verdict, leads=verdict is not Freshness.FRESH)
+            flight, leads = self.flights.join(key)
+            if not leads:
+                yield Join(flight)
+                if flight.abandoned:
+                    continue
+                return self._followed(flight, now)
+            try:
+                value = yield CALL
+            except BaseException as exc:
+                self.flights.land(key, flight, error=exc)
+                raise
+            self._store_memory(store, key, value, clock.monotonic() - now, indexes)
+            self.flights.land(key, flight, value=value, extra=CacheStatus.MISS)
+            return self._missed(value, now)
+
+    def _store_memory(
+        self, store: LruStore, key: Hashable, value: object, delta: float, indexes: tuple[str, ...]
+    ) -> None:
+        if self.policy.stores(value):
+            now = DEFAULTS.clock.monotonic()
+            fresh_until = now + self.policy.ttl - self.policy.early_horizon(delta)
+            store.put(
+                key,
+                (value, fresh_until, delta),
+                ttl=self.policy.stored_ttl,
+                indexes=indexes,
+                token=None,
+                now=now,
+            )
+
+    def _refresh_memory(
+        self, store: LruStore, key: Hashable, indexes: tuple[str, ...], marker: Any
+    ) -> Procedure:
+        start = DEFAULTS.clock.monotonic()
+        try:
+            value = yield CALL
+        except Exception as exc:
+            self._refreshed(start, exc)
+            return None
+        finally:
+            self.flights.land(("refresh", key), marker)
+        self._store_memory(store, key, value, DEFAULTS.clock.monotonic() - start, indexes)
+        self._refreshed(start, None)
+        return None
+
+    def _from_backend(self, key: str, indexes: tuple[str, ...]) -> Procedure:
+        clock = DEFAULTS.clock
+        while True:
+            flight, leads = self.flights.join(key)
+            if leads:
+                break
+            yield Join(flight)
+            if not flight.abandoned:
+                return self._followed(flight, clock.monotonic())
+        try:
+            value, status = yield from self._lead(key, indexes)
+        except BaseException as exc:
+            self.flights.land(key, flight, error=exc)
+            raise
+        self.flights.land(key, flight, value=value, extra=status)
+        return value
+
+    def _lead(self, key: str, indexes: tuple[str, ...]) -> Procedure:
+        clock = DEFAULTS.clock
+        start = clock.monotonic()
+        if start < self.health.skip_until:
+            return (yield from self._bypass())
+        claim = Claim(secrets.token_hex(16), self.policy.lease_ttl, self.policy.stale_ttl)
+        while True:
+            try:
+                fetched: Fetched = yield Op("get", (key,), {"claim": claim})
+            except Exception as exc:
+                self._failed("get", exc)
+                return (yield from self._bypass())
+            self._succeeded()
+            entry = fetched.value
+            if type(entry) is tuple and len(entry) == 2 and fetched.ttl is not None:
+                value, delta = entry
+                verdict = judge(self.policy, fetched.ttl, float(delta), 1.0 - random.random())
+                if verdict is not Freshness.FRESH:
+                    refresh, leads = self.flights.join(("refresh", key))
+                    if leads:
+                        token = claim.token if fetched.claimed else None
+                        yield Spawn(self._refresh_backend(key, indexes, token, refresh))
+                    elif fetched.claimed:  # a refresh runs here already: let it own the key
+                        yield from self._release(key, claim.token)
+                return self._served(value, verdict, leads=True), _served_status(verdict)
+            if fetched.claimed:
+                value = yield from self._fill(key, indexes, claim.token, start)
+                return self._missed(value, start), CacheStatus.MISS
+            if clock.monotonic() - start >= self.policy.lease_ttl:
+                # the filler outlived its lease without storing: compute rather than wait on
+                value = yield CALL
+                return self._missed(value, start), CacheStatus.MISS
+            try:
+                yield Op("wait_released", (key, self.policy.lease_ttl), {})
+            except Exception as exc:
+                self._failed("wait", exc)
+                return (yield from self._bypass())
+
+    def _fill(self, key: str, indexes: tuple[str, ...], token: str, start: float) -> Procedure:
+        try:
+            value = yield CALL
+        except BaseException:
+            yield from self._release(key, token)
+            raise
+        delta = DEFAULTS.clock.monotonic() - start
+        if self.policy.stores(value):
+            try:
+                yield Op(
+                    "put",
+                    (key, (value, delta)),
+                    {"ttl": self.policy.stored_ttl, "indexes": indexes, "token": token},
+                )
+            except Exception as exc:
+                self._failed("put", exc)
+                yield from self._release(key, token)
+        else:
+            yield from self._release(key, token)
+        return value
+
+    def _release(self, key: str, token: str) -> Procedure:
+        try:
+            yield Op("release", (key, token), {})
+        except Exception as exc:
+            self._failed("release", exc)  # the claim expires with its lease
+
+    def _refresh_backend(
+        self, key: str, indexes: tuple[str, ...], token: str | None, marker: Any
+    ) -> Procedure:
+        start = DEFAULTS.clock.monotonic()
+        try:
+            if token is None:  # an early refresh: claim the key first, or leave it to others
+                claim = Claim(secrets.token_hex(16), self.policy.lease_ttl, float("inf"))
+                try:
+                    fetched: Fetched = yield Op("get", (key,), {"claim": claim})
+                except Exception as exc:
+                    self._failed("get", exc)
+                    return None
+                if not fetched.claimed:
+                    return None
+                token = claim.token
+            try:
+                yield from self._fill(key, indexes, token, start)
+            except Exception as exc:
+                self._refreshed(start, exc)
+                return None
+            self._refreshed(start, None)
+            return None
+        finally:
+            self.flights.land(("refresh", key), marker)
+
+    def _bypass(self) -> Procedure:
+        start = DEFAULTS.clock.monotonic()
+        value = yield CALL
+        _STATUS.set(CacheStatus.BYPASS)
+        if DEFAULTS.observers:
+            emit(DEFAULTS, CacheMissed(policy=self.name, time=start, elapsed=0.0))
+        return value, CacheStatus.BYPASS
+
+    # -- outcomes -------------------------------------------------------------------------
+
+    def _served(self, value: object, verdict: Freshness, *, leads: bool) -> object:
+        status = _served_status(verdict)
+        _STATUS.set(status)
+        if DEFAULTS.observers:
+            now = DEFAULTS.clock.monotonic()
+            if status is CacheStatus.STALE:
+                emit(DEFAULTS, CacheStaleServed(policy=self.name, time=now, reason="refreshing"))
+            else:
+                emit(DEFAULTS, CacheHit(policy=self.name, time=now))
+        del leads
+        return value
+
+    def _missed(self, value: object, start: float) -> object:
+        _STATUS.set(CacheStatus.MISS)
+        if DEFAULTS.observers:
+            now = DEFAULTS.clock.monotonic()
+            emit(DEFAULTS, CacheMissed(policy=self.name, time=now, elapsed=now - start))
+        return value
+
+    def _followed(self, flight: Any, start: float) -> object:
+        if flight.error is not None:
+            raise flight.error
+        status = flight.extra
+        if status is CacheStatus.MISS:
+            return self._missed(flight.value, start)
+        _STATUS.set(status)
+        return flight.value
+
+    def _refreshed(self, start: float, error: Exception | None) -> None:
+        if DEFAULTS.observers:
+            now = DEFAULTS.clock.monotonic()
+            emit(
+                DEFAULTS,
+                CacheRefreshed(
+                    policy=self.name,
+                    time=now,
+                    outcome="success" if error is None else "failure",
+                    error_type=None if error is None else _type_name(error),
+                    elapsed=now - start,
+                ),
+            )
+
+    def _failed(self, operation: str, error: Exception) -> None:
+        health = self.health
+        now = DEFAULTS.clock.monotonic()
+        health.failures += 1
+        if health.failures >= _FAILURES_BEFORE_COOLDOWN:
+            health.skip_until = now + _COOLDOWN
+        if now - health.last_event < _EVENT_INTERVAL:
+            health.suppressed += 1
+            return
+        suppressed, health.suppressed, health.last_event = health.suppressed, 0, now
+        if DEFAULTS.observers:
+            backend = self.policy.backend or DEFAULTS.backend
+            emit(
+                DEFAULTS,
+                BackendFailed(
+                    policy=self.name,
+                    time=now,
+                    backend=str(getattr(backend, "name", type(backend).__name__)),
+                    operation=operation,
+                    error_type=_type_name(error),
+                    suppressed=suppressed,
+                ),
+            )
+
+    def _succeeded(self) -> None:
+        if self.health.failures:
+            self.health.failures = 0
+
+    # -- invalidation ---------------------------------------------------------------------
+
+    def invalidation(
+        self, instance: Any, args: tuple[Any, ...] | None, kwargs: dict[str, Any]
+    ) -> tuple[object, Procedure]:
+        """Return the backend and the procedure that drops one call's value (or all, for None)."""
+        backend = self.policy.backend or DEFAULTS.backend
+        return backend, self._invalidate(backend, instance, args, kwargs)
+
+    def _invalidate(
+        self,
+        backend: object,
+        instance: Any,
+        args: tuple[Any, ...] | None,
+        kwargs: dict[str, Any],
+    ) -> Procedure:
+        namespace = DEFAULTS.namespace
+        if isinstance(backend, MemoryBackend):
+            store = self._region(backend, namespace)
+            if args is None:
+                store.clear()
+            else:
+                store.delete([self.keys.local(instance, args, kwargs)], DEFAULTS.clock.monotonic())
+            return None
+        if args is None:
+            yield Op("purge", ([self._all_index(namespace)],), {})
+        else:
+            digest_ = self.keys.shared(instance, args, kwargs)
+            yield Op("delete", ([f"{namespace}:cache:{self._safe_name}:{{{digest_}}}"],), {})
+        return None
+
+
+_MISSING: Any = object()
+
+
+def _served_status(verdict: Freshness) -> CacheStatus:
+    return CacheStatus.STALE if verdict is Freshness.STALE else CacheStatus.HIT
+
+
+def _type_name(error: BaseException) -> str:
+    cls = type(error)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
+def _no_call() -> Any:
+    raise AssertionError("an invalidation never calls the function")  # pragma: no cover
+
+
+def _cache_of(steps: tuple[Call, ...]) -> _CachedCall:
+    for step in steps:
+        owner = getattr(step, "__self__", None)
+        if isinstance(owner, _CachedCall):
+            return owner
+    raise AssertionError("a cached wrapper without its cache")  # pragma: no cover
+
+
+class _BoundCachedWrapper(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]  # wrapt's own generics
+    def invalidate(self, *args: Any, **kwargs: Any) -> None:
+        backend, procedure = _cache_of(self._self_parent._self_steps).invalidation(
+            self._self_instance, args, kwargs
+        )
+        run_sync(procedure, backend, _no_call)
+
+    def invalidate_all(self) -> None:
+        self._self_parent.invalidate_all()
+
+    async def ainvalidate(self, *args: Any, **kwargs: Any) -> None:
+        backend, procedure = _cache_of(self._self_parent._self_steps).invalidation(
+            self._self_instance, args, kwargs
+        )
+        await run_async(procedure, backend, _no_call)
+
+    async def ainvalidate_all(self) -> None:
+        await self._self_parent.ainvalidate_all()
+
+
+class _CachedWrapper(Wrapper):
+    __bound_function_wrapper__ = _BoundCachedWrapper
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> None:
+        backend, procedure = _cache_of(self._self_steps).invalidation(None, args, kwargs)
+        run_sync(procedure, backend, _no_call)
+
+    def invalidate_all(self) -> None:
+        backend, procedure = _cache_of(self._self_steps).invalidation(None, None, {})
+        run_sync(procedure, backend, _no_call)
+
+    async def ainvalidate(self, *args: Any, **kwargs: Any) -> None:
+        backend, procedure = _cache_of(self._self_steps).invalidation(None, args, kwargs)
+        await run_async(procedure, backend, _no_call)
+
+    async def ainvalidate_all(self) -> None:
+        backend, procedure = _cache_of(self._self_steps).invalidation(None, None, {})
+        await run_async(procedure, backend, _no_call)
+
+
+@attrs.frozen
+class _CacheLayer:
+    policy: CachePolicy
+    wrapper_type: type[Wrapper] = _CachedWrapper
+
+    def build(self, inner: Call, target: Target) -> Call:
+        keys = CallKeys(target.function, target.name, self.policy.key)
+        keys.check_tags(self.policy.tags)
+        cache = _CachedCall(self.policy, keys, self.policy.name or target.name, inner)
+        return cache.call_async if target.is_async else cache.call_sync
+
+
+class _CacheDecorator(Protocol):
+    @overload
+    def __call__(self, function: Callable[P, Awaitable[R]], /) -> Cached[P, Awaitable[R]]: ...
+    @overload
+    def __call__(self, function: Callable[P, R], /) -> Cached[P, R]: ...
+
+
+def cached(
+    policy: CachePolicy | None = None, /, **options: Unpack[CacheOptions]
+) -> _CacheDecorator:
+    """Cache a function's results: sync or async, functions and methods.
+
+    Concurrent calls that miss the same key run the function once (in this process always,
+    and in the whole cluster on a shared backend); a stale value can be served while one
+    refresh runs; a backend that fails is bypassed, never raised.
+
+    Args:
+        policy: A :class:`CachePolicy` to use as is; or give its fields as keywords.
+        **options: The fields of :class:`CachePolicy` (``ttl`` is required).
+
+    Raises:
+        TypeError, ValueError: At decoration, for options that make no sense, with a message
+            that says what to write instead.
+
+    Example:
+        >>> import resilient
+        >>> calls = []
+        >>> @resilient.cached(ttl=300)
+        ... def profile(user_id: int) -> dict[str, object]:
+        ...     calls.append(user_id)
+        ...     return {"id": user_id}
+        >>> profile(7), profile(user_id=7), calls
+        ({'id': 7}, {'id': 7}, [7])
+        >>> profile.invalidate(7)
+        >>> profile(7), calls
+        ({'id': 7}, [7, 7])
+    """
+    if policy is None:
+        if "ttl" not in options:
+            raise TypeError("cached() needs ttl=, the seconds a value stays fresh, e.g. ttl=300")
+        policy = CachePolicy(**options)
+    elif options:
+        policy = attrs.evolve(policy, **options)
+    if policy.backend is not None and not isinstance(policy.backend, Backend):
+        raise TypeError(
+            f"backend={policy.backend!r} is not a backend: it needs the methods of "
+            "resilient.typing.Backend"
+        )
+    if policy.name is not None:
+        check_namespace(policy.name.replace(":", "."))
+    return cast("_CacheDecorator", Decorator(_CacheLayer(policy), "@cached"))
+
+
+def invalidate_tags(*tags: str, backend: Backend | None = None) -> int:
+    """Drop every value stored under any of *tags*, by any cached function; return how many.
+
+    Args:
+        tags: The tags given to ``@cached(tags=...)``, with templates filled in.
+        backend: Where to invalidate; by default the configured backend.
+    """
+    target = backend or DEFAULTS.backend
+    indexes = [_tag_index(DEFAULTS.namespace, tag) for tag in tags]
+    return int(target.purge(indexes))
+
+
+async def ainvalidate_tags(*tags: str, backend: Backend | None = None) -> int:
+    """Drop every value stored under any of *tags*, from async code; return how many."""
+    target: Any = backend or DEFAULTS.backend
+    indexes = [_tag_index(DEFAULTS.namespace, tag) for tag in tags]
+    return int(await target.apurge(indexes))

@@ -1,0 +1,146 @@
+# The cache's policy and its decisions, free of I/O.
+#
+# Rules:
+# - A stored entry lives `ttl + stale_ttl` seconds in the backend. While more than `stale_ttl`
+#   of that is left it is fresh; after, it is stale: served while one refresh runs.
+# - Probabilistic early refresh (XFetch, Vattani et al., "Optimal Probabilistic Cache Stampede
+#   Prevention", VLDB 2015): a fresh entry is refreshed early when
+#   `delta * beta * -ln(u) >= fresh time left`, where delta is how long the value took to
+#   compute and u is uniform in (0, 1]. The chance grows as expiry nears and with the cost of
+#   recomputing, so a hot key is refreshed once, shortly before it would expire.
+# - `early_horizon` bounds where that draw can matter: -ln(u) exceeds 12 with probability
+#   e**-12 (about 6 in a million), so until `delta * beta * 12` before the end of freshness
+#   the entry is plainly fresh and the hot path draws no random number.
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Callable, Iterable
+
+import attrs
+
+from .seconds import non_negative_number, non_negative_seconds, positive_seconds
+
+__all__ = ["CachePolicy", "Freshness", "judge"]
+
+_HORIZON = 12.0
+
+
+class Freshness(enum.Enum):
+    """How a stored entry should be used."""
+
+    FRESH = "fresh"
+    EARLY = "early"  # fresh, but this call should start a refresh
+    STALE = "stale"
+
+
+def _ttl(value: object) -> float:
+    return positive_seconds("ttl", value)
+
+
+def _stale_ttl(value: object) -> float:
+    return non_negative_seconds("stale_ttl", value)
+
+
+def _lease_ttl(value: object) -> float:
+    return positive_seconds("lease_ttl", value)
+
+
+def _early_refresh(value: object) -> float:
+    return non_negative_number("early_refresh", value)
+
+
+def _maxsize(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"maxsize must be a positive int, e.g. maxsize=1024, not {value!r}")
+    return value
+
+
+def _condition(value: object) -> Callable[[object], object] | None:
+    if value is not None and not callable(value):
+        raise TypeError(f"condition={value!r} must be a callable taking the result, or None")
+    return value
+
+
+def _tags(value: object) -> tuple[str, ...]:
+    tags = tuple(value) if isinstance(value, Iterable) and not isinstance(value, str) else None
+    if tags is None or not all(isinstance(tag, str) for tag in tags):
+        raise TypeError(
+            f"tags={value!r} must be a list of strings, e.g. tags=['users'] or "
+            "tags=['user:{user_id}'] (templates are filled in with the call's arguments)"
+        )
+    return tags
+
+
+def _key(value: object) -> object:
+    if value is not None and not isinstance(value, str) and not callable(value):
+        raise TypeError(
+            f"key={value!r} must be a template string such as '{{user_id}}' or a callable "
+            "taking the function's arguments"
+        )
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class CachePolicy:
+    """What a cached function keeps, for how long, and how it refreshes.
+
+    Args:
+        ttl: Seconds (or a ``timedelta``) a value stays fresh.
+        maxsize: How many values the function keeps in process memory (least recently used
+            evicted first).
+        stale_ttl: Seconds after ``ttl`` during which a stale value is still served while one
+            background refresh runs (and, when that refresh fails, until it ends).
+        early_refresh: How eagerly fresh values are refreshed before they expire (XFetch's
+            beta); ``0`` turns early refresh off.
+        key: What identifies a call: a template over the parameters (``"{user_id}"``) or a
+            callable taking the function's arguments; by default all of them.
+        condition: Only results for which this returns true are stored.
+        cache_none: Whether a ``None`` result is stored.
+        tags: Names to invalidate entries by (:func:`resilient.invalidate_tags`); templates
+            such as ``"user:{user_id}"`` are filled in per call.
+        lease_ttl: Seconds another process waits for the one computing a missing value before
+            computing it too (so a crashed process frees the key).
+        backend: Where entries live; by default the configured backend.
+        name: The cache's name in keys and events; by default the function's qualified name.
+    """
+
+    ttl: float = attrs.field(converter=_ttl)
+    maxsize: int = attrs.field(default=1024, converter=_maxsize)
+    stale_ttl: float = attrs.field(default=0.0, converter=_stale_ttl)
+    early_refresh: float = attrs.field(default=1.0, converter=_early_refresh)
+    key: object = attrs.field(default=None, converter=_key)
+    condition: Callable[[object], object] | None = attrs.field(default=None, converter=_condition)
+    cache_none: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    tags: tuple[str, ...] = attrs.field(default=(), converter=_tags)
+    lease_ttl: float = attrs.field(default=10.0, converter=_lease_ttl)
+    backend: object = None
+    name: str | None = None
+
+    @property
+    def stored_ttl(self) -> float:
+        """Seconds the backend keeps an entry: fresh, then stale."""
+        return self.ttl + self.stale_ttl
+
+    def early_horizon(self, delta: float) -> float:
+        """Seconds before the end of freshness from which an early refresh may start."""
+        return delta * self.early_refresh * _HORIZON
+
+    def stores(self, value: object) -> bool:
+        """Whether *value*, just returned by the function, should be stored."""
+        if value is None and not self.cache_none:
+            return False
+        return self.condition is None or bool(self.condition(value))
+
+
+def judge(policy: CachePolicy, left: float, delta: float, draw: float) -> Freshness:
+    """Decide how to use an entry with *left* seconds to live, computed in *delta* seconds.
+
+    *draw* is uniform in (0, 1]; it decides a probabilistic early refresh.
+    """
+    fresh_left = left - policy.stale_ttl
+    if fresh_left <= 0:
+        return Freshness.STALE
+    if delta * policy.early_refresh * -math.log(draw) >= fresh_left:
+        return Freshness.EARLY
+    return Freshness.FRESH

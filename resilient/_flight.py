@@ -1,0 +1,75 @@
+# In-process single flight: concurrent calls for one key share one execution.
+#
+# Rules:
+# - The first caller for a key leads; every caller arriving while it runs follows and gets the
+#   leader's outcome (its value, or the very exception it raised), woken by a Signal, not by
+#   polling. Sync threads and asyncio tasks in any loop can follow the same flight.
+# - A leader that ends with a BaseException that is not an Exception (cancellation,
+#   KeyboardInterrupt) abandons the flight: its followers are woken and try again, one of them
+#   leading; they never inherit a cancellation that was not theirs.
+# - The registry holds a flight only while it runs, so it is bounded by the calls in progress.
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable
+
+from ._signal import Signal
+
+__all__ = ["Flight", "Flights"]
+
+
+class Flight:
+    """One shared execution: its outcome once done, and the signal that announces it."""
+
+    __slots__ = ("abandoned", "done", "error", "extra", "value")
+
+    def __init__(self) -> None:
+        self.done = Signal()
+        self.value: object = None
+        self.extra: object = None
+        self.error: BaseException | None = None
+        self.abandoned = False
+
+
+class Flights:
+    """The flights in progress, by key; thread-safe."""
+
+    __slots__ = ("_flights", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flights: dict[Hashable, Flight] = {}
+
+    def join(self, key: Hashable) -> tuple[Flight, bool]:
+        """Return the flight for *key* and whether the caller leads it (it just started)."""
+        with self._lock:
+            flight = self._flights.get(key)
+            if flight is not None:
+                return flight, False
+            flight = self._flights[key] = Flight()
+            return flight, True
+
+    def land(
+        self,
+        key: Hashable,
+        flight: Flight,
+        *,
+        value: object = None,
+        extra: object = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Finish *flight* with its outcome and wake its followers.
+
+        An *error* that is not an :class:`Exception` abandons the flight instead.
+        """
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+        if error is not None and not isinstance(error, Exception):
+            flight.abandoned = True
+        else:
+            flight.value, flight.extra, flight.error = value, extra, error
+        flight.done.fire()
+
+    def __len__(self) -> int:
+        return len(self._flights)

@@ -1,0 +1,193 @@
+# Call keys: which stored entry a call of a decorated function reads and writes.
+#
+# Rules:
+# - A call is first reduced to the tuple of its parameter values in signature order, defaults
+#   applied, `self`/`cls` skipped (wrapt passes them as `instance`, outside `args`), so that
+#   `f(1)`, `f(x=1)` and `f(1, y=2)` (when 2 is y's default) are one key.
+# - In-process keys are that tuple itself (no encoding on the hit path); shared keys are a
+#   digest of its canonical encoding, so raw argument data never becomes a storage key.
+# - An argument whose only representation is the default `<object at 0x...>` repr would give
+#   every call its own key (and, in memory, keep the object alive): it is refused with
+#   UncacheableArgumentError telling the user to pass `key=`.
+# - Canonical encoding is deterministic across processes and Python runs: type-tagged,
+#   length-prefixed, dicts and sets sorted by their encoded items.
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import hashlib
+import inspect
+import uuid
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import attrs
+
+from .exceptions import UncacheableArgumentError
+
+__all__ = ["CallKeys", "digest", "encode"]
+
+# types whose values are their own cache keys, checked first on the hit path
+_PLAIN: frozenset[type] = frozenset({int, str, float, bool, type(None), bytes})
+_FORMAT_FIELDS = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY
+
+
+def _has_own_repr(cls: type) -> bool:
+    return cls.__repr__ is not object.__repr__  # type: ignore[comparison-overlap]  # mypy sees a method and a function
+
+
+def _refuse(value: object, where: str) -> UncacheableArgumentError:
+    cls = type(value)
+    return UncacheableArgumentError(
+        f"{where}: cannot make a cache key from {cls.__module__}.{cls.__qualname__} "
+        f"{value!r}: its only representation is the default object repr, so every call would "
+        "get a key of its own. Pass key= to say what identifies a call, e.g. "
+        "@cached(ttl=60, key='{user_id}') or key=lambda request, user_id: user_id"
+    )
+
+
+def encode(value: object, where: str = "cache key") -> bytes:
+    """Return the canonical bytes of *value*: equal values give equal bytes in any process."""
+    out: list[bytes] = []
+    _encode(value, out, where)
+    return b"".join(out)
+
+
+def digest(value: object, where: str = "cache key") -> str:
+    """Return a 128-bit hex digest of the canonical encoding of *value*."""
+    return hashlib.blake2b(encode(value, where), digest_size=16).hexdigest()
+
+
+def _text(tag: bytes, text: str) -> bytes:
+    raw = text.encode("utf-8", "surrogatepass")
+    return b"%s%d:%s" % (tag, len(raw), raw)
+
+
+def _encode(value: object, out: list[bytes], where: str) -> None:  # noqa: PLR0912 - one branch per kind of value
+    cls = type(value)
+    if value is None:
+        out.append(b"N")
+    elif cls is bool:
+        out.append(b"T" if value else b"F")
+    elif cls is int:
+        out.append(b"i%d;" % value)  # type: ignore[str-format]  # cls is int
+    elif cls is float:
+        out.append(_text(b"f", repr(value)))
+    elif cls is str:
+        out.append(_text(b"s", value))  # type: ignore[arg-type]  # cls is str
+    elif cls is bytes:
+        out.append(b"b%d:%s" % (len(value), value))  # type: ignore[arg-type]  # cls is bytes
+    elif isinstance(value, enum.Enum):
+        out.append(_text(b"e", f"{cls.__module__}.{cls.__qualname__}"))
+        _encode(value.value, out, where)
+    elif isinstance(value, tuple | list):
+        out.append(b"(" if isinstance(value, tuple) else b"[")
+        for item in value:
+            _encode(item, out, where)
+        out.append(b")")
+    elif isinstance(value, dict):
+        items = sorted(encode(k, where) + encode(v, where) for k, v in value.items())
+        out.extend((b"{", *items, b"}"))
+    elif isinstance(value, set | frozenset):
+        out.extend((b"<", *sorted(encode(item, where) for item in value), b">"))
+    elif isinstance(value, int | float | str | bytes):  # subclasses of the plain types
+        out.append(_text(b"x", f"{cls.__module__}.{cls.__qualname__}"))
+        _encode(cls.__mro__[-2](value), out, where)  # the plain base type
+    elif isinstance(value, datetime.date | datetime.time | datetime.timedelta):
+        out.append(_text(b"d", f"{cls.__qualname__}:{value!r}"))
+    elif isinstance(value, decimal.Decimal | uuid.UUID):
+        out.append(_text(b"d", f"{cls.__qualname__}:{value}"))
+    elif dataclasses.is_dataclass(value) or attrs.has(cls):
+        out.append(_text(b"o", f"{cls.__module__}.{cls.__qualname__}"))
+        fields = (
+            attrs.fields(cls) if attrs.has(cls) else dataclasses.fields(value)  # type: ignore[arg-type]  # an instance here
+        )
+        _encode({field.name: getattr(value, field.name) for field in fields}, out, where)
+    elif _has_own_repr(cls):
+        out.append(_text(b"r", f"{cls.__module__}.{cls.__qualname__}:{value!r}"))
+    else:
+        raise _refuse(value, where)
+
+
+class CallKeys:
+    """Turn calls of one function into keys: in-process tuples and shared digests."""
+
+    __slots__ = ("_arity", "_key", "_name", "_signature", "_template", "_unbound")
+
+    def __init__(self, function: Callable[..., Any], name: str, key: object) -> None:
+        self._name = name
+        self._signature = inspect.signature(function)
+        parameters = list(self._signature.parameters.values())
+        self._unbound = self._signature.replace(parameters=parameters[1:])
+        simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters)
+        # how many positional arguments make a call whose args tuple is already its key
+        self._arity = (len(parameters), len(parameters) - 1) if simple else (-1, -1)
+        self._key: Callable[..., object] | None = None
+        self._template: str | None = None
+        if isinstance(key, str):
+            self._check_template(key)
+            self._template = key
+        elif key is not None:
+            if not callable(key):
+                raise TypeError(
+                    f"key={key!r} must be a callable taking the function's arguments, or a "
+                    "template string such as '{user_id}:{lang}'"
+                )
+            self._key = key
+
+    def _check_template(self, template: str) -> None:
+        names = {p.name for p in self._signature.parameters.values() if p.kind in _FORMAT_FIELDS}
+        try:
+            template.format_map(dict.fromkeys(names, ""))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"key={template!r} is not a template of {self._name}()'s parameters "
+                f"({', '.join(sorted(names))}): {exc!r}; write e.g. key='{{user_id}}'"
+            ) from None
+
+    def _bound(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        signature = self._signature if instance is None else self._unbound
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self._name}(): {exc}") from None
+        bound.apply_defaults()
+        return bound
+
+    def local(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
+        """Return the in-process key of a call: its argument values, or what ``key=`` says."""
+        if self._key is None and self._template is None:
+            if kwargs or len(args) != self._arity[instance is not None]:
+                args = tuple(self._bound(instance, args, kwargs).arguments.values())
+            for value in args:
+                if (
+                    type(value) not in _PLAIN
+                    and not _has_own_repr(type(value))
+                    and not (dataclasses.is_dataclass(value) or attrs.has(type(value)))
+                ):
+                    raise _refuse(value, f"{self._name}()")
+            return args
+        if self._template is not None:
+            return self._template.format_map(self._bound(instance, args, kwargs).arguments)
+        assert self._key is not None
+        return ("key", self._key(*args, **kwargs))
+
+    def shared(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """Return the digest that names a call in a shared backend."""
+        return digest(self.local(instance, args, kwargs), f"{self._name}()")
+
+    def tags(
+        self, templates: tuple[str, ...], instance: object, args: tuple[Any, ...], kwargs: Any
+    ) -> tuple[str, ...]:
+        """Return *templates* filled in with the call's arguments."""
+        if not any("{" in template for template in templates):
+            return templates
+        arguments = self._bound(instance, args, kwargs).arguments
+        return tuple(template.format_map(arguments) for template in templates)
+
+    def check_tags(self, templates: tuple[str, ...]) -> None:
+        """Raise a helpful error if a tag template names no parameter of the function."""
+        for template in templates:
+            self._check_template(template)
