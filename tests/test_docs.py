@@ -4,7 +4,8 @@ Markdown files: the ```python blocks (and MyST ``{code-block} python`` directive
 run in order in one namespace, compiled under the file's name with their real line numbers, so
 a traceback points at the Markdown line. ```pycon blocks, and python or unlabelled blocks whose
 first line starts with ``>>>``, run as doctests in the same namespace and compare their output.
-Blocks in any other language (bash, console, text, toml, ...) are shown, not run.
+Blocks in any other language (bash, console, text, toml, ...) are shown, not run. A file that
+mentions ``REDIS_URL`` runs with that environment variable set to a private Redis server's URL.
 
 Docstrings: the doctests of every module of the `resilient` package run; `__main__` modules,
 which run a program when imported, are read from source instead of imported.
@@ -131,11 +132,16 @@ def _run_doctest(block: Block, namespace: dict[str, object], path: Path) -> None
 @pytest.mark.parametrize(
     "path", MARKDOWN_FILES, ids=[str(path.relative_to(ROOT)) for path in MARKDOWN_FILES]
 )
-def test_markdown_examples(path: Path) -> None:
+def test_markdown_examples(
+    path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every Python and pycon example in this Markdown file runs and shows the right output."""
     namespace: dict[str, object] = {"__name__": "__main__"}
+    text = path.read_text(encoding="utf-8")
+    if "REDIS_URL" in text:  # examples that need Redis read its URL: a private test server's
+        monkeypatch.setenv("REDIS_URL", request.getfixturevalue("redis_url"))
     try:
-        for block in code_blocks(path.read_text(encoding="utf-8")):
+        for block in code_blocks(text):
             if block.is_doctest:
                 _run_doctest(block, namespace, path)
             elif block.language in _RUN_AS_PYTHON:
