@@ -17,7 +17,6 @@
 #   compute, for early refresh (_core/cache.py).
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import enum
 import random
@@ -73,6 +72,8 @@ class CacheStatus(enum.Enum):
     BYPASS = "bypass"
     """The backend failed or is cooling down: the function ran and nothing was stored."""
 
+
+_HIT = CacheStatus.HIT  # a module global: enum member lookups are slow on Python 3.11
 
 _STATUS: contextvars.ContextVar[CacheStatus | None] = contextvars.ContextVar(
     "resilient_cache_status", default=None
@@ -166,8 +167,7 @@ class _CachedCall:
     ) -> Any:
         backend = self.policy.backend or DEFAULTS.backend
         if backend is self.memory:
-            key = self.keys.local(instance, args, kwargs)
-            hit = self._memory_hit(key)
+            hit = self._memory_hit(instance, args, kwargs)
             if hit is not _MISSING:
                 return hit
         procedure = self._procedure(backend, wrapped, instance, args, kwargs)
@@ -178,8 +178,7 @@ class _CachedCall:
     ) -> Any:
         backend = self.policy.backend or DEFAULTS.backend
         if backend is self.memory:
-            key = self.keys.local(instance, args, kwargs)
-            hit = self._memory_hit(key)
+            hit = self._memory_hit(instance, args, kwargs)
             if hit is not _MISSING:
                 return hit
         procedure = self._procedure(backend, wrapped, instance, args, kwargs)
@@ -187,16 +186,27 @@ class _CachedCall:
             procedure, backend, partial(self.inner, wrapped, instance, args, kwargs)
         )
 
-    def _memory_hit(self, key: Hashable) -> object:
+    def _memory_hit(
+        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> object:
+        # A call given exactly its positional parameters is keyed by its args tuple as is. It
+        # is not checked for uncacheable arguments here: a key that is found was checked when
+        # it was stored, and one that is not found goes to the procedure, which checks.
+        key: Hashable = args
+        if kwargs or len(args) != self.keys.arity[instance is not None]:
+            key = self.keys.local(instance, args, kwargs)
         data = self.region.data  # type: ignore[union-attr]  # set with self.memory
         try:
             entry = data.get(key)
         except TypeError:  # an unhashable argument: the procedure keys it by digest
             return _MISSING
         if entry is not None and DEFAULTS.clock.monotonic() < entry[0][1]:  # type: ignore[index]  # our entries
-            with contextlib.suppress(KeyError):  # evicted by another thread meanwhile
+            try:
                 data.move_to_end(key)
-            _STATUS.set(CacheStatus.HIT)
+            except KeyError:  # evicted by another thread meanwhile
+                pass
+            if _STATUS.get() is not _HIT:  # reading is cheaper than setting the same value
+                _STATUS.set(_HIT)
             if DEFAULTS.observers:
                 emit(DEFAULTS, CacheHit(policy=self.name, time=DEFAULTS.clock.monotonic()))
             return entry[0][0]  # type: ignore[index]  # our entries

@@ -114,7 +114,7 @@ def _encode(value: object, out: list[bytes], where: str) -> None:  # noqa: PLR09
 class CallKeys:
     """Turn calls of one function into keys: in-process tuples and shared digests."""
 
-    __slots__ = ("_arity", "_key", "_name", "_signature", "_template", "_unbound")
+    __slots__ = ("_key", "_name", "_signature", "_template", "_unbound", "arity")
 
     def __init__(self, function: Callable[..., Any], name: str, key: object) -> None:
         self._name = name
@@ -122,8 +122,6 @@ class CallKeys:
         parameters = list(self._signature.parameters.values())
         self._unbound = self._signature.replace(parameters=parameters[1:])
         simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters)
-        # how many positional arguments make a call whose args tuple is already its key
-        self._arity = (len(parameters), len(parameters) - 1) if simple else (-1, -1)
         self._key: Callable[..., object] | None = None
         self._template: str | None = None
         if isinstance(key, str):
@@ -136,6 +134,10 @@ class CallKeys:
                     "template string such as '{user_id}:{lang}'"
                 )
             self._key = key
+        # How many positional arguments (without and with a bound instance) make a call whose
+        # args tuple is its key; -1 when no call's is (a key= option, *args or keyword-only).
+        plain = simple and key is None
+        self.arity = (len(parameters), len(parameters) - 1) if plain else (-1, -1)
 
     def _check_template(self, template: str) -> None:
         names = {p.name for p in self._signature.parameters.values() if p.kind in _FORMAT_FIELDS}
@@ -159,7 +161,7 @@ class CallKeys:
     def local(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
         """Return the in-process key of a call: its argument values, or what ``key=`` says."""
         if self._key is None and self._template is None:
-            if kwargs or len(args) != self._arity[instance is not None]:
+            if kwargs or len(args) != self.arity[instance is not None]:
                 args = tuple(self._bound(instance, args, kwargs).arguments.values())
             for value in args:
                 if (
