@@ -1,3 +1,5 @@
+"""The in-process backend: :class:`MemoryBackend`, the default."""
+
 # The in-process backend: bounded LRU maps with per-entry expiry, claims and indexes.
 #
 # Rules:
