@@ -186,9 +186,7 @@ class _CachedCall:
             procedure, backend, partial(self.inner, wrapped, instance, args, kwargs)
         )
 
-    def _memory_hit(
-        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> object:
+    def _memory_hit(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
         # A call given exactly its positional parameters is keyed by its args tuple as is. It
         # is not checked for uncacheable arguments here: a key that is found was checked when
         # it was stored, and one that is not found goes to the procedure, which checks.
@@ -203,8 +201,8 @@ class _CachedCall:
         if entry is not None and DEFAULTS.clock.monotonic() < entry[0][1]:  # type: ignore[index]  # our entries
             try:
                 data.move_to_end(key)
-            except KeyError:  # evicted by another thread meanwhile
-                pass
+            except KeyError:  # evicted by another thread meanwhile (cheaper than suppress())
+                pass  # noqa: SIM105 - see above
             if _STATUS.get() is not _HIT:  # reading is cheaper than setting the same value
                 _STATUS.set(_HIT)
             if DEFAULTS.observers:
