@@ -1,1 +1,1 @@
-pytest_plugins = ["resilient.testing.pytest_plugin"]
+pytest_plugins = ["resilient.testing.pytest_plugin", "redis_fixtures"]
