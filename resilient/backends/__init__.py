@@ -1,27 +1,12 @@
-"""Where `resilient` keeps shared state: the in-memory default, Redis, and the value codec.
+"""Where `resilient` keeps shared state: the in-memory default, and your own backends.
 
-:class:`MemoryBackend` is the default and needs nothing installed. :class:`RedisBackend` shares
-state between processes and hosts (install ``resilient[redis]``). Write your own against
-:class:`resilient.typing.Backend` and check it with :mod:`resilient.testing.contract`.
+:class:`MemoryBackend` is the default and needs nothing installed. Write your own against
+:class:`resilient.typing.Backend`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ._types import Claim, Fetched
 from .memory import MemoryBackend
 
-if TYPE_CHECKING:
-    from .redis import RedisBackend
-
-__all__ = ["Claim", "Fetched", "MemoryBackend", "RedisBackend"]
-
-
-def __getattr__(name: str) -> object:
-    # redis-py is an optional dependency: import it only when RedisBackend is asked for
-    if name == "RedisBackend":
-        from .redis import RedisBackend  # noqa: PLC0415 - optional dependency, see above
-
-        return RedisBackend
-    raise AttributeError(f"module 'resilient.backends' has no attribute {name!r}")
+__all__ = ["Claim", "Fetched", "MemoryBackend"]
