@@ -47,6 +47,8 @@ nitpick_ignore_regex = [
     (r"py:class", r"(Any|Callable|Iterable|Iterator|AsyncIterator|Awaitable|Mapping|Sequence)"),
     (r"py:class", r"(ClassVar|TypeAlias|Unpack|ParamSpec|TypeVar|P|R|timedelta)"),
     (r"py:class", r"(Meter|MeterProvider|Tracer|TracerProvider|Span|BoundLogger|Logger)"),
+    # forward references in resilient.typing's backend protocols (named tuples of backends)
+    (r"py:class", r"(Claim|Fetched)"),
     # a forward reference in resilient.typing; the class is documented in resilient.events
     (r"py:.*", r"Event"),
     # private machinery that appears in public signatures (the decorator object, the handle

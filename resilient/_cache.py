@@ -66,11 +66,11 @@ class CacheStatus(enum.Enum):
     HIT = "hit"
     """A fresh stored value."""
     MISS = "miss"
-    """No usable value: the function ran (in this call or the one this call waited for)."""
+    """No usable value, so the function ran (in this call or in the one it waited for)."""
     STALE = "stale"
     """A value past its ``ttl`` but within ``stale_ttl``, while a refresh runs."""
     BYPASS = "bypass"
-    """The backend failed or is cooling down: the function ran and nothing was stored."""
+    """The backend failed or is cooling down, so the function ran and nothing was stored."""
 
 
 _HIT = CacheStatus.HIT  # a module global: enum member lookups are slow on Python 3.11
@@ -244,7 +244,7 @@ class _CachedCall:
         return f"{namespace}:cache:{self._safe_name}:all"
 
     def _region(self, backend: MemoryBackend, namespace: str) -> LruStore:
-        store = backend.region(f"{namespace}:cache:{self.name}", self.policy.maxsize)
+        store = backend._region(f"{namespace}:cache:{self.name}", self.policy.maxsize)
         if namespace == DEFAULTS.namespace:
             self.memory, self.region = backend, store
         return store

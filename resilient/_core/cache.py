@@ -119,7 +119,7 @@ class CachePolicy:
 
     @property
     def stored_ttl(self) -> float:
-        """Seconds the backend keeps an entry: fresh, then stale."""
+        """Return the seconds the backend keeps an entry, fresh and then stale."""
         return self.ttl + self.stale_ttl
 
     def early_horizon(self, delta: float) -> float:

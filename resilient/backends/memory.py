@@ -166,7 +166,7 @@ class MemoryBackend:
     Values are stored as they are, never copied or encoded, so a cached list is the same list
     on every hit: do not mutate what you get. Thread-safe, and usable from sync and async code
     (async callers never hop to a thread). State is not shared with other processes; use
-    :class:`resilient.backends.RedisBackend` for that.
+    a shared backend for that.
 
     Args:
         maxsize: How many values the backend keeps before evicting the least recently used.
@@ -183,7 +183,7 @@ class MemoryBackend:
     def __repr__(self) -> str:
         return f"MemoryBackend(maxsize={self._store.maxsize!r}, name={self.name!r})"
 
-    def region(self, name: str, maxsize: int) -> LruStore:
+    def _region(self, name: str, maxsize: int) -> LruStore:
         """Return the store of the region *name*, created with *maxsize* on first use."""
         store = self._regions.get(name)
         if store is None:
