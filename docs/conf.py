@@ -49,6 +49,8 @@ nitpick_ignore_regex = [
     (r"py:class", r"(Meter|MeterProvider|Tracer|TracerProvider|Span|BoundLogger|Logger)"),
     # forward references in resilient.typing's backend protocols (named tuples of backends)
     (r"py:class", r"(Claim|Fetched)"),
+    # redis-py client unions aliased in resilient.backends.redis (no inventory for redis-py)
+    (r"py:class", r"(SyncClient|AsyncClient)"),
     # a forward reference in resilient.typing; the class is documented in resilient.events
     (r"py:.*", r"Event"),
     # private machinery that appears in public signatures (the decorator object, the handle

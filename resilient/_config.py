@@ -63,8 +63,8 @@ def configure(
         observers: Callables that receive every :mod:`resilient.events` event, in order. This
             replaces the observers configured before.
         backend: Where capabilities keep state unless given ``backend=`` themselves; the
-            default is an in-process :class:`resilient.backends.MemoryBackend`. A shared
-            backend (your own, implementing the protocol) shares state between processes.
+            default is an in-process :class:`resilient.backends.MemoryBackend`. Use a
+            :class:`resilient.backends.RedisBackend` to share state between processes.
         namespace: The prefix of every key stored (default ``"resilient"``), so that several
             applications can share one Redis.
 
@@ -100,7 +100,8 @@ def configure(
         if not isinstance(backend, Backend):
             raise TypeError(
                 f"backend={backend!r} is not a backend: it needs the methods of "
-                "resilient.typing.Backend, e.g. resilient.backends.MemoryBackend()"
+                "resilient.typing.Backend; use resilient.backends.MemoryBackend() or "
+                "resilient.backends.RedisBackend.from_url(url)"
             )
         DEFAULTS.backend = backend
     if namespace is not None:

@@ -88,8 +88,10 @@ class Backend(Protocol):
     every key an operation derives from a key (its claim, say) must keep that part so that a
     sharded store keeps them together. Values are never ``None``: ``None`` means "absent".
 
-    A backend that stores values outside the process must encode them safely (never unpickle
-    what it did not authenticate) and must treat a value it cannot decode as absent.
+    A backend that stores values outside the process must encode them safely (see
+    :class:`resilient.backends.Codec`) and must treat a value it cannot decode as absent. Run
+    the contract suite (:mod:`resilient.testing.contract`) against your own backend to check
+    it keeps every promise written here.
     """
 
     def get(self, key: str, *, claim: Claim | None = None) -> Fetched:
@@ -140,7 +142,8 @@ class AsyncBackend(Protocol):
 
     The methods are those of :class:`Backend` with an ``a`` in front (``aget``, ``aput``,
     ``arelease``, ``await_released``, ``adelete``, ``apurge``), so that one object can serve
-    sync and async callers, as :class:`resilient.backends.MemoryBackend` does.
+    sync and async callers, as :class:`resilient.backends.MemoryBackend` and
+    :class:`resilient.backends.RedisBackend` do.
     """
 
     async def aget(self, key: str, *, claim: Claim | None = None) -> Fetched:

@@ -53,11 +53,16 @@ PUBLIC_MODULES = [
     "resilient.observers",
     "resilient.backends",
     "resilient.backends.memory",
+    "resilient.backends.redis",
+    "resilient.backends.codec",
+    "resilient.testing.contract",
     "resilient.testing.pytest_plugin",
 ]
 
 # Public modules that exist to use an optional or test dependency, which they import.
 DEPENDENT_MODULES = {
+    "resilient.backends.redis": "redis",
+    "resilient.testing.contract": "pytest",
     "resilient.testing.pytest_plugin": "pytest",
 }
 

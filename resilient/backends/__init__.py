@@ -1,12 +1,29 @@
-"""Where `resilient` keeps shared state: the in-memory default, and your own backends.
+"""Where `resilient` keeps shared state: the in-memory default, Redis, and the value codec.
 
-:class:`MemoryBackend` is the default and needs nothing installed. Write your own against
-:class:`resilient.typing.Backend`.
+:class:`MemoryBackend` is the default and needs nothing installed. :class:`RedisBackend` shares
+state between processes and hosts (install ``resilient[redis]``); it stores values through a
+:class:`Codec`. Write your own against :class:`resilient.typing.Backend` and check it with
+:mod:`resilient.testing.contract`.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._types import Claim, Fetched
+from .codec import Codec
 from .memory import MemoryBackend
 
-__all__ = ["Claim", "Fetched", "MemoryBackend"]
+if TYPE_CHECKING:
+    from .redis import RedisBackend
+
+__all__ = ["Claim", "Codec", "Fetched", "MemoryBackend", "RedisBackend"]
+
+
+def __getattr__(name: str) -> object:
+    # redis-py is an optional dependency: import it only when RedisBackend is asked for
+    if name == "RedisBackend":
+        from .redis import RedisBackend  # noqa: PLC0415 - optional dependency, see above
+
+        return RedisBackend
+    raise AttributeError(f"module 'resilient.backends' has no attribute {name!r}")

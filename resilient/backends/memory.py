@@ -166,7 +166,7 @@ class MemoryBackend:
     Values are stored as they are, never copied or encoded, so a cached list is the same list
     on every hit: do not mutate what you get. Thread-safe, and usable from sync and async code
     (async callers never hop to a thread). State is not shared with other processes; use
-    a shared backend for that.
+    :class:`resilient.backends.RedisBackend` for that.
 
     Args:
         maxsize: How many values the backend keeps before evicting the least recently used.

@@ -1,0 +1,111 @@
+# The Lua scripts of RedisBackend, each written once here and run by SHA from redis.py.
+#
+# Rules:
+# - A script touches only keys it is given in KEYS, all in one Cluster slot: a value key and
+#   the keys derived from it (its claim) share the value key's hash tag. Index keys live in
+#   other slots, so on Cluster they get a script call of their own (INDEX).
+# - The wake-up channel is passed in ARGV with the publish command to use: PUBLISH on
+#   standalone and Sentinel, SPUBLISH (sharded, same slot as the key) on Cluster.
+# - Every script is safe to run twice: redis-py re-sends a command after a connection error,
+#   and the first run may have happened. A claim taken again by its own token reports taken;
+#   a release or a put finds the claim already gone and does nothing more; a value written
+#   twice is the same value.
+# - Time comes from the server (TIME), never from the client, so index scores compare with
+#   the expiry Redis itself applies to the values they name.
+# - Shared pieces are Lua functions in fragments below, composed into the scripts by string
+#   concatenation; a fragment is never copied.
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["GET", "INDEX", "PUT", "RELEASE"]
+
+# Delete the claim if *token* holds it, and publish on *channel* to wake its waiters.
+_RELEASE_FUNCTION: Final = """
+local function release(claim, token, publish, channel)
+  if redis.call('GET', claim) == token then
+    redis.call('DEL', claim)
+    redis.call(publish, channel, '1')
+  end
+end
+"""
+
+# Record *member* in the index keys KEYS[first..], scored by its expiry in server milliseconds;
+# drop members already expired; keep each index alive at least as long as *member*.
+_INDEX_FUNCTION: Final = """
+local function index(member, ttl_ms, first)
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local ttl = tonumber(ttl_ms)
+  local expiry = string.format('%d', now + ttl)
+  local past = '(' .. string.format('%d', now)
+  for i = first, #KEYS do
+    redis.call('ZADD', KEYS[i], expiry, member)
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', past)
+    if redis.call('PTTL', KEYS[i]) < ttl then
+      redis.call('PEXPIRE', KEYS[i], ttl)
+    end
+  end
+end
+"""
+
+GET: Final = """
+-- KEYS: the value key [, its claim key when claiming]
+-- ARGV when claiming: token, claim ttl ms, below ms, '1' to act as if no value were stored
+-- Returns {value or nil, the value's PTTL, 1 when the caller holds the claim else 0}.
+local value = redis.call('GET', KEYS[1])
+local ttl = -2
+if value then
+  ttl = redis.call('PTTL', KEYS[1])
+end
+if #KEYS == 1 then
+  return {value, ttl, 0}
+end
+local due = ARGV[4] == '1' or not value or (ttl >= 0 and ttl <= tonumber(ARGV[3]))
+if not due then
+  return {value, ttl, 0}
+end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  return {value, ttl, 1}
+end
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return {value, ttl, 1}
+end
+return {value, ttl, 0}
+"""
+
+PUT: Final = (
+    _RELEASE_FUNCTION
+    + _INDEX_FUNCTION
+    + """
+-- KEYS: the value key, its claim key, then the index keys (standalone only)
+-- ARGV: encoded value, ttl ms, token or '', publish command, wake-up channel
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if ARGV[3] ~= '' then
+  release(KEYS[2], ARGV[3], ARGV[4], ARGV[5])
+end
+if #KEYS > 2 then
+  index(KEYS[1], ARGV[2], 3)
+end
+return 1
+"""
+)
+
+INDEX: Final = (
+    _INDEX_FUNCTION
+    + """
+-- KEYS: index keys of one slot. ARGV: the value key to record, its ttl ms
+index(ARGV[1], ARGV[2], 1)
+return 1
+"""
+)
+
+RELEASE: Final = (
+    _RELEASE_FUNCTION
+    + """
+-- KEYS: the claim key. ARGV: token, publish command, wake-up channel
+release(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+return 1
+"""
+)

@@ -1,0 +1,904 @@
+"""Keep `resilient`'s shared state in Redis: one server, Sentinel, or a Cluster.
+
+See :class:`RedisBackend`, and the Backends page of the documentation for timeouts, retries,
+the commands each primitive sends, and what Redis does not promise.
+"""
+
+# Rules of this module:
+# - Nothing connects at import or construction: the clients this module builds are made on
+#   first use, under a lock (sync) or per event loop (asyncio).
+# - Each primitive is one command on standalone and Sentinel: a Lua script from `_lua`, run
+#   by SHA and loaded again after SCRIPT FLUSH. On Cluster, a script may touch one slot only:
+#   a put with indexes and a purge add commands of their own (docs/backends.md lists them).
+# - Every command is safe to send twice (claims and releases check the token, purge removes a
+#   member from its index before deleting the value), because redis-py re-sends a command once
+#   after a connection error; only the counts delete and purge return may then fall short.
+# - redis-py's errors propagate unchanged: the capability above decides whether to fail open.
+# - A stored value that fails to decode is absent, claim included, and is reported as one
+#   StoredValueRejected event; it never raises into user code.
+# - Sync and async primitives share every decision (keys, arguments, reading replies) through
+#   the plain helpers below; only the calls that perform I/O are written twice.
+# - asyncio clients belong to the event loop that first used their connections. When the
+#   backend built its clients, each running loop gets its own, closed when that loop shuts
+#   down its async generators (asyncio.run does) or by `aclose()`.
+# - Waiting uses real time (time.monotonic): it bounds real socket reads, which a fake clock
+#   cannot shorten. Events carry the configured clock's time, as every event does.
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import threading
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final, TypeAlias
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.retry
+import redis.asyncio.sentinel
+import redis.cluster
+import redis.retry
+import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+
+from .._config import DEFAULTS
+from .._drive import emit
+from ..events import StoredValueRejected
+from ..exceptions import CodecError
+from . import _lua
+from ._types import MISS, Claim, Fetched
+from .codec import Codec
+
+__all__ = ["RedisBackend"]
+
+SyncClient: TypeAlias = "redis.Redis | redis.cluster.RedisCluster"
+AsyncClient: TypeAlias = "redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster"
+_SyncOpened: TypeAlias = tuple[SyncClient, Callable[[], None]]
+_AsyncOpened: TypeAlias = tuple[AsyncClient, Callable[[], Awaitable[None]]]
+_Arg: TypeAlias = str | bytes | int
+
+_CLAIM: Final = ":claim"
+_RELEASED: Final = ":released"
+_PURGE_BATCH: Final = 500
+_FOREVER: Final = 1e9  # seconds: any `below` this long claims every stored value
+_CLAIMED: Final = Fetched(None, None, claimed=True)
+_SUBSCRIBED: Final = frozenset({"subscribe", "ssubscribe"})
+_WOKEN: Final = frozenset({"message", "smessage"})
+
+# Settings for the clients the backend builds; each may be overridden in **redis_options.
+_CLIENT_DEFAULTS: Final[Mapping[str, object]] = {
+    # A dead or unreachable Redis must cost a bounded delay per call, since the cache fails
+    # open; redis-py waits 5 s by default.
+    "socket_timeout": 1.0,
+    "socket_connect_timeout": 1.0,
+}
+_RETRY_OPTIONS: Final = ("retry", "retry_on_error", "retry_on_timeout")
+_DECODE_RESPONSES: Final = (
+    "RedisBackend needs a client with decode_responses=False: it stores encoded bytes"
+)
+
+
+class _Script:
+    """One Lua script: run by SHA, loaded again when the server does not know it."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    def run(self, client: SyncClient, keys: Sequence[str], args: Sequence[_Arg]) -> Any:
+        """Run the script with *keys* and *args* on *client*; return its reply."""
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # SCRIPT FLUSH, a restart or a failover emptied the script cache: load it (SCRIPT
+            # LOAD pins it, where EVAL's copy may be evicted on Redis 7.4+) and run it again
+            client.script_load(self.source)
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+
+    async def arun(self, client: AsyncClient, keys: Sequence[str], args: Sequence[_Arg]) -> Any:
+        """Run the script on an asyncio client (see :meth:`run`)."""
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await client.script_load(self.source)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+_GET: Final = _Script(_lua.GET)
+_PUT: Final = _Script(_lua.PUT)
+_INDEX: Final = _Script(_lua.INDEX)
+_RELEASE: Final = _Script(_lua.RELEASE)
+
+
+def _milliseconds(seconds: float, what: str) -> int:
+    """Return *seconds* as whole milliseconds for PX, at least 1 (rounded down otherwise)."""
+    if not 0 < seconds < math.inf:
+        raise ValueError(f"{what}={seconds!r} must be a positive, finite number of seconds")
+    return max(1, int(seconds * 1000))
+
+
+def _claim_args(claim: Claim, *, absent: bool) -> tuple[str, int, int, str]:
+    """Return the GET script's ARGV for *claim*; *absent* ignores the stored value."""
+    below = int(min(claim.below, _FOREVER) * 1000) if claim.below > 0 else 0
+    return (claim.token, _milliseconds(claim.ttl, "claim.ttl"), below, "1" if absent else "0")
+
+
+def _seconds_left(pttl: int) -> float:
+    """Return a PTTL reply for a stored value in seconds (infinite when it never expires)."""
+    return pttl / 1000 if pttl >= 0 else math.inf
+
+
+def _wait_for(pttl: int, timeout: float) -> float | None:
+    """Return how long to wait for a claim with this PTTL, or None when no claim is held.
+
+    A claim expires on its own when its holder dies, without a wake-up: waiting past its
+    expiry would only wait for nothing.
+    """
+    if pttl == -2:
+        return None
+    return timeout if pttl < 0 else min(timeout, pttl / 1000)
+
+
+def _members(reply: object) -> list[bytes]:
+    """Return a ZRANGE reply (a list of members, without scores) as a typed list."""
+    assert isinstance(reply, list)
+    return reply
+
+
+def _slot_groups(keys: Sequence[str | bytes]) -> list[list[str | bytes]]:
+    """Group *keys* by Cluster slot, for multi-key commands that must stay in one slot."""
+    groups: dict[int, list[str | bytes]] = {}
+    for key in keys:
+        slot = key_slot(key if isinstance(key, bytes) else key.encode())
+        groups.setdefault(slot, []).append(key)
+    return list(groups.values())
+
+
+def _client_options(redis_options: Mapping[str, Any], *, retries: int) -> dict[str, Any]:
+    """Return the keyword arguments for a client the backend builds."""
+    for name in _RETRY_OPTIONS:
+        if name in redis_options:
+            raise TypeError(
+                f"{name}= is set by RedisBackend: pass retries=N to choose how many times a "
+                "command is re-sent after a connection error, or build the redis-py clients "
+                "yourself and pass them to RedisBackend(client, async_client)"
+            )
+    if redis_options.get("decode_responses"):
+        raise TypeError(_DECODE_RESPONSES)
+    if type(retries) is not int or retries < 0:
+        raise ValueError(f"retries={retries!r} must be a whole number >= 0, e.g. retries=1")
+    return {**_CLIENT_DEFAULTS, **redis_options}
+
+
+def _sync_retry(retries: int) -> redis.retry.Retry:
+    # Re-send at once after a connection error only: a stale pooled connection (restart,
+    # failover, idle close) works again on a fresh one, and every command is safe to repeat.
+    # A timeout is not retried: the server is slow or unreachable, and waiting twice would
+    # double what a call pays before the cache fails open.
+    return redis.retry.Retry(NoBackoff(), retries, (RedisConnectionError,))
+
+
+def _async_retry(retries: int) -> redis.asyncio.retry.Retry:
+    return redis.asyncio.retry.Retry(NoBackoff(), retries, (RedisConnectionError,))
+
+
+def _sync_node(host: str, port: int) -> redis.cluster.ClusterNode:
+    return redis.cluster.ClusterNode(host, port)  # type: ignore[no-untyped-call]  # unannotated
+
+
+def _host_port(node: object) -> tuple[str, int]:
+    """Return ``(host, port)`` of a startup node given as a tuple, ``"host:port"`` or a node."""
+    if isinstance(node, str):
+        host, _, port = node.rpartition(":")
+        return host, int(port)
+    if isinstance(node, tuple) and len(node) == 2:
+        return str(node[0]), int(node[1])
+    if hasattr(node, "host") and hasattr(node, "port"):
+        return str(node.host), int(node.port)
+    raise TypeError(
+        f"startup node {node!r} is not (host, port), 'host:port' or a redis ClusterNode"
+    )
+
+
+def _check_clients(client: object, async_client: object) -> bool:
+    """Raise TypeError unless the clients fit; return whether they talk to a Cluster."""
+    if client is None and async_client is None:
+        raise TypeError(
+            "RedisBackend needs a redis-py client, an asyncio one, or both; or build one with "
+            "RedisBackend.from_url(url), .cluster(...) or .sentinel(...)"
+        )
+    if client is not None and not isinstance(client, redis.Redis | redis.cluster.RedisCluster):
+        hint = (
+            ": pass asyncio clients as async_client="
+            if isinstance(client, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster)
+            else ""
+        )
+        raise TypeError(f"client={client!r} is not a redis.Redis or RedisCluster{hint}")
+    if async_client is not None and not isinstance(
+        async_client, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+    ):
+        raise TypeError(
+            f"async_client={async_client!r} is not a redis.asyncio.Redis or RedisCluster"
+        )
+    for given in (client, async_client):
+        if given is not None and given.get_encoder().decode_responses:
+            raise TypeError(_DECODE_RESPONSES)
+    cluster = {
+        isinstance(given, redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster)
+        for given in (client, async_client)
+        if given is not None
+    }
+    if len(cluster) > 1:
+        raise TypeError("client and async_client must both talk to a Cluster, or neither")
+    return cluster.pop()
+
+
+class _Held:
+    """An asyncio client the backend built for one loop, and the generator that closes it."""
+
+    __slots__ = ("client", "closer")
+
+    def __init__(self, client: AsyncClient, closer: AsyncGenerator[None, None]) -> None:
+        self.client = client
+        self.closer = closer
+
+
+class _LoopClients:
+    """The asyncio clients a backend built: one per running event loop, made on first use.
+
+    Each client is closed inside its own loop when the loop shuts down its async generators
+    (``asyncio.run`` and most runners do), through a generator parked at its ``yield``; that
+    also forgets the loop. A plain dict, not a WeakKeyDictionary: a connected client refers to
+    its loop, so a weak key would never die anyway; loops closed without that shutdown are
+    dropped when the next loop's client is built.
+    """
+
+    __slots__ = ("_factory", "_held", "_lock")
+
+    def __init__(self, factory: Callable[[], _AsyncOpened]) -> None:
+        self._factory = factory
+        self._held: dict[asyncio.AbstractEventLoop, _Held] = {}
+        self._lock = threading.Lock()
+
+    async def client(self) -> AsyncClient:
+        """Return the running loop's client, building it on the loop's first call."""
+        loop = asyncio.get_running_loop()
+        held = self._held.get(loop)
+        if held is None:
+            client, close = self._factory()
+            held = _Held(client, self._closer(loop, client, close))
+            with self._lock:
+                # a loop closed without shutting down its generators left its client behind:
+                # it cannot be closed any more, only forgotten
+                for closed in [each for each in self._held if each.is_closed()]:
+                    del self._held[closed]
+                self._held[loop] = held
+            await anext(held.closer)  # park it at its yield; the loop now tracks it
+        return held.client
+
+    async def aclose(self) -> None:
+        """Close the running loop's client, if one was built; the next call builds another."""
+        held = self._held.get(asyncio.get_running_loop())
+        if held is not None:
+            await held.closer.aclose()
+
+    async def _closer(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        client: AsyncClient,
+        close: Callable[[], Awaitable[None]],
+    ) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            with self._lock:
+                held = self._held.get(loop)
+                if held is not None and held.client is client:
+                    del self._held[loop]
+            await close()
+
+
+class RedisBackend:
+    """Keep state in Redis, shared by every process: standalone, Sentinel or Cluster.
+
+    One object serves sync and asyncio code (:class:`resilient.typing.Backend` and
+    :class:`resilient.typing.AsyncBackend`). Build it with :meth:`from_url`, :meth:`cluster` or
+    :meth:`sentinel`, which make their own redis-py clients on first use (timeouts of 1 s,
+    one re-send after a connection error), or from clients you made yourself. Nothing
+    connects until the first call.
+
+    Values are encoded by *codec* (data-only by default; see :class:`resilient.backends.Codec`)
+    with the full key, so a value copied to another key does not decode. A stored value that
+    fails to decode counts as absent and is reported as a
+    :class:`resilient.events.StoredValueRejected` event. Errors from redis-py
+    (``redis.exceptions.ConnectionError``, ``TimeoutError``, ...) propagate unchanged.
+
+    Args:
+        client: A ``redis.Redis`` or ``redis.cluster.RedisCluster`` for the sync methods, or
+            ``None`` if only asyncio code uses the backend.
+        async_client: A ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster`` for
+            the ``a``-methods, or ``None`` if only sync code uses it. An asyncio client is
+            bound to the event loop that first uses it: pass one only if a single loop ever
+            runs, or let :meth:`from_url` build one per loop.
+        codec: Encodes and decodes values; default ``Codec()``.
+        name: The backend's name in events.
+
+    Raises:
+        TypeError: If both clients are ``None``, a client is of the wrong kind, one talks to
+            a Cluster and the other not, or a client decodes responses.
+
+    Calling a sync method without *client* (or an ``a``-method without *async_client*)
+    raises :class:`TypeError`. The backend never closes clients you pass in.
+
+    Example:
+        >>> import redis
+        >>> from resilient.backends.redis import RedisBackend
+        >>> backend = RedisBackend(redis.Redis(host="localhost", socket_timeout=1.0))
+        >>> backend
+        RedisBackend(name='redis', cluster=False)
+    """
+
+    def __init__(
+        self,
+        client: SyncClient | None = None,
+        async_client: AsyncClient | None = None,
+        *,
+        codec: Codec | None = None,
+        name: str = "redis",
+    ) -> None:
+        cluster = _check_clients(client, async_client)
+        self._setup(client, async_client, codec=codec, name=name, cluster=cluster)
+
+    def _setup(
+        self,
+        client: SyncClient | None,
+        async_client: AsyncClient | None,
+        *,
+        codec: Codec | None,
+        name: str,
+        cluster: bool,
+    ) -> None:
+        self.name = name
+        self._codec = Codec() if codec is None else codec
+        self._cluster = cluster
+        self._publish = "SPUBLISH" if cluster else "PUBLISH"
+        self._client = client
+        self._async_client = async_client
+        self._open_sync: Callable[[], _SyncOpened] | None = None
+        self._close_sync: Callable[[], None] | None = None
+        self._loops: _LoopClients | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def _built(
+        cls,
+        open_sync: Callable[[], _SyncOpened],
+        open_async: Callable[[], _AsyncOpened],
+        *,
+        codec: Codec | None,
+        name: str,
+        cluster: bool,
+    ) -> RedisBackend:
+        backend = cls.__new__(cls)
+        backend._setup(None, None, codec=codec, name=name, cluster=cluster)
+        backend._open_sync = open_sync
+        backend._loops = _LoopClients(open_async)
+        return backend
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        codec: Codec | None = None,
+        name: str = "redis",
+        retries: int = 1,
+        **redis_options: Any,
+    ) -> RedisBackend:
+        """Build a backend for one Redis server (``redis://``, ``rediss://`` or ``unix://``).
+
+        The backend makes a ``redis.Redis`` for sync calls and a ``redis.asyncio.Redis`` per
+        running event loop, each on first use, and closes them in :meth:`close` (sync) and
+        when their loop shuts down or in :meth:`aclose` (asyncio).
+
+        Args:
+            url: Where the server is, as redis-py's ``from_url`` reads it, e.g.
+                ``"redis://:password@localhost:6379/0"``.
+            codec: Encodes and decodes values; default ``Codec()``.
+            name: The backend's name in events.
+            retries: How many times redis-py re-sends a command at once after a connection
+                error (not after a timeout). Every primitive is safe to send twice.
+            **redis_options: Any other redis-py client option. The backend's defaults are
+                ``socket_timeout=1.0`` and ``socket_connect_timeout=1.0``.
+
+        Raises:
+            TypeError: If *redis_options* sets ``retry``, ``retry_on_error``,
+                ``retry_on_timeout`` (use *retries*) or ``decode_responses=True``.
+            ValueError: If *retries* is negative.
+        """
+        options = _client_options(redis_options, retries=retries)
+
+        def open_sync() -> _SyncOpened:
+            client = redis.Redis.from_url(url, retry=_sync_retry(retries), **options)
+            return client, client.close
+
+        def open_async() -> _AsyncOpened:
+            client = redis.asyncio.Redis.from_url(url, retry=_async_retry(retries), **options)
+            return client, client.aclose
+
+        return cls._built(open_sync, open_async, codec=codec, name=name, cluster=False)
+
+    @classmethod
+    def cluster(
+        cls,
+        url_or_startup_nodes: str | Sequence[object],
+        *,
+        codec: Codec | None = None,
+        name: str = "redis",
+        retries: int = 1,
+        **redis_options: Any,
+    ) -> RedisBackend:
+        """Build a backend for a Redis Cluster (Redis 7 or later: wake-ups use sharded pub/sub).
+
+        Keys must carry a hash tag (every key `resilient` makes does), so that a key and its
+        claim share a slot. The cluster client discovers every node from any one of them.
+
+        Args:
+            url_or_startup_nodes: The ``redis://`` URL of any node, or startup nodes as
+                ``(host, port)`` tuples, ``"host:port"`` strings or redis-py ``ClusterNode``
+                objects.
+            codec: Encodes and decodes values; default ``Codec()``.
+            name: The backend's name in events.
+            retries: How many times the cluster client retries a command after a connection
+                error. redis-py's cluster client also retries timeouts and cluster-down
+                errors, refreshing its map of slots in between.
+            **redis_options: Any other ``RedisCluster`` option; the defaults are those of
+                :meth:`from_url`.
+
+        Raises:
+            TypeError: As :meth:`from_url`.
+            ValueError: If *retries* is negative.
+        """
+        options = _client_options(redis_options, retries=retries)
+        if isinstance(url_or_startup_nodes, str):
+            url = url_or_startup_nodes
+
+            def open_sync() -> _SyncOpened:
+                retry = _sync_retry(retries)
+                client = redis.cluster.RedisCluster.from_url(url, retry=retry, **options)
+                return client, client.close
+
+            def open_async() -> _AsyncOpened:
+                retry = _async_retry(retries)
+                client = redis.asyncio.cluster.RedisCluster.from_url(url, retry=retry, **options)
+                return client, client.aclose
+
+        else:
+            nodes = [_host_port(node) for node in url_or_startup_nodes]
+            if not nodes:
+                raise ValueError("a Cluster needs at least one startup node")
+
+            def open_sync() -> _SyncOpened:
+                client = redis.cluster.RedisCluster(
+                    startup_nodes=[_sync_node(host, port) for host, port in nodes],
+                    retry=_sync_retry(retries),
+                    **options,
+                )
+                return client, client.close
+
+            def open_async() -> _AsyncOpened:
+                startup = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in nodes]
+                client = redis.asyncio.cluster.RedisCluster(
+                    startup_nodes=startup, retry=_async_retry(retries), **options
+                )
+                return client, client.aclose
+
+        return cls._built(open_sync, open_async, codec=codec, name=name, cluster=True)
+
+    @classmethod
+    def sentinel(
+        cls,
+        sentinels: Sequence[tuple[str, int]],
+        service_name: str,
+        *,
+        codec: Codec | None = None,
+        name: str = "redis",
+        retries: int = 1,
+        sentinel_options: Mapping[str, Any] | None = None,
+        **redis_options: Any,
+    ) -> RedisBackend:
+        """Build a backend for the master that Redis Sentinel names *service_name*.
+
+        The clients ask the Sentinels where the master is when they connect, and again after
+        a failover (a connection error, or the old master answering as a replica, makes
+        redis-py reconnect; the one re-send then reaches the new master).
+
+        Args:
+            sentinels: ``(host, port)`` of each Sentinel.
+            service_name: The name the Sentinels know the master by.
+            codec: Encodes and decodes values; default ``Codec()``.
+            name: The backend's name in events.
+            retries: As :meth:`from_url`.
+            sentinel_options: Options for the connections to the Sentinels themselves (e.g.
+                their ``password``); by default they take the ``socket_*`` options below.
+            **redis_options: Options for the connections to the master; the defaults are
+                those of :meth:`from_url`.
+
+        Raises:
+            TypeError: As :meth:`from_url`.
+            ValueError: If *retries* is negative.
+        """
+        options = _client_options(redis_options, retries=retries)
+        addresses = [(str(host), int(port)) for host, port in sentinels]
+        watchers = None if sentinel_options is None else dict(sentinel_options)
+
+        def open_sync() -> _SyncOpened:
+            sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]  # unannotated
+                addresses, sentinel_kwargs=watchers, retry=_sync_retry(retries), **options
+            )
+            client: redis.Redis = sentinel.master_for(service_name)  # type: ignore[no-untyped-call]  # unannotated
+
+            def close() -> None:
+                client.close()
+                for watcher in sentinel.sentinels:
+                    watcher.close()
+
+            return client, close
+
+        def open_async() -> _AsyncOpened:
+            sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]  # unannotated
+                addresses, sentinel_kwargs=watchers, retry=_async_retry(retries), **options
+            )
+            client = sentinel.master_for(service_name)
+
+            async def close() -> None:
+                await client.aclose()
+                for watcher in sentinel.sentinels:
+                    await watcher.aclose()
+
+            return client, close
+
+        return cls._built(open_sync, open_async, codec=codec, name=name, cluster=False)
+
+    def __repr__(self) -> str:
+        return f"RedisBackend(name={self.name!r}, cluster={self._cluster!r})"
+
+    def close(self) -> None:
+        """Close the sync client the backend built, if any; a later call builds a new one.
+
+        Clients passed to the constructor are left open. asyncio clients are closed by
+        :meth:`aclose` or when their event loop shuts down.
+        """
+        with self._lock:
+            close, self._close_sync = self._close_sync, None
+            if close is not None:
+                self._client = None
+        if close is not None:
+            close()
+
+    async def aclose(self) -> None:
+        """Close the running loop's asyncio client and the sync client, those the backend built."""
+        if self._loops is not None:
+            await self._loops.aclose()
+        self.close()
+
+    # sync primitives -------------------------------------------------------------------------
+
+    def get(self, key: str, *, claim: Claim | None = None) -> Fetched:
+        """Read *key*; with *claim*, also take its claim if free and due (one command).
+
+        See :meth:`resilient.typing.Backend.get`.
+        """
+        client = self._sync()
+        if claim is None:
+            return self._read(key, _GET.run(client, (key,), ()))
+        keys = (key, key + _CLAIM)
+        fetched = self._read_claiming(key, _GET.run(client, keys, _claim_args(claim, absent=False)))
+        if fetched is None:  # the stored value was rejected: claim as if there were none
+            reply = _GET.run(client, keys, _claim_args(claim, absent=True))
+            return _CLAIMED if reply[2] else MISS
+        return fetched
+
+    def put(
+        self,
+        key: str,
+        value: object,
+        *,
+        ttl: float,
+        indexes: Sequence[str] = (),
+        token: str | None = None,
+    ) -> None:
+        """Store *value* for *ttl* seconds, index it, and release *token*'s claim (one command).
+
+        See :meth:`resilient.typing.Backend.put`.
+        """
+        client = self._sync()
+        keys, args, index_calls = self._put_plan(key, value, ttl, indexes, token)
+        for index_keys, index_args in index_calls:
+            _INDEX.run(client, index_keys, index_args)
+        _PUT.run(client, keys, args)
+
+    def release(self, key: str, token: str) -> None:
+        """Release *token*'s claim on *key* and wake its waiters, if it still holds it."""
+        _RELEASE.run(self._sync(), (key + _CLAIM,), (token, self._publish, key + _RELEASED))
+
+    def wait_released(self, key: str, timeout: float) -> None:
+        """Block until the claim on *key* is released or expires, or *timeout* seconds pass.
+
+        Woken by the release's message on the key's channel, not by polling.
+        """
+        client = self._sync()
+        claim = key + _CLAIM
+        wait = _wait_for(int(client.pttl(claim)), timeout)
+        if wait is None or wait <= 0:
+            return
+        deadline = time.monotonic() + wait
+        pubsub = client.pubsub()  # type: ignore[no-untyped-call]  # unannotated
+        try:
+            if self._cluster:
+                pubsub.ssubscribe(key + _RELEASED)
+                read = pubsub.get_sharded_message
+            else:
+                pubsub.subscribe(key + _RELEASED)
+                read = pubsub.get_message
+            # a release published before the subscription took effect would go unheard: once
+            # it has, look again whether the claim is still held
+            if not _listen(read, deadline, _SUBSCRIBED):
+                return
+            wait = _wait_for(int(client.pttl(claim)), timeout)
+            if wait is not None:
+                _listen(read, min(deadline, time.monotonic() + wait), _WOKEN)
+        finally:
+            pubsub.close()
+
+    def delete(self, keys: Sequence[str]) -> int:
+        """Delete the values at *keys*; return how many there were.
+
+        One command, or on Cluster one ``DEL`` per slot, pipelined.
+        """
+        if not keys:
+            return 0
+        client = self._sync()
+        if not self._cluster:
+            return int(client.delete(*keys))
+        pipeline = client.pipeline()
+        for group in _slot_groups(keys):
+            pipeline.execute_command("DEL", *group)
+        return sum(pipeline.execute())
+
+    def purge(self, indexes: Sequence[str]) -> int:
+        """Delete every value recorded under *indexes*; return how many there were.
+
+        Reads each index in batches of 500 (``ZRANGE``) and removes each batch from the index
+        and deletes its values (``MULTI ZREM DEL EXEC``; on Cluster ``ZREM`` and then one
+        ``DEL`` per slot, pipelined). Never ``KEYS`` or ``SCAN``.
+        """
+        client = self._sync()
+        deleted = 0
+        for index in indexes:
+            while True:
+                members = _members(client.zrange(index, 0, _PURGE_BATCH - 1))
+                if not members:
+                    break
+                if self._cluster:
+                    client.zrem(index, *members)
+                    pipeline = client.pipeline()
+                    for group in _slot_groups(members):
+                        pipeline.execute_command("DEL", *group)
+                    deleted += sum(pipeline.execute())
+                else:
+                    pipeline = client.pipeline(transaction=True)
+                    pipeline.zrem(index, *members)
+                    pipeline.delete(*members)
+                    deleted += pipeline.execute()[1]
+                if len(members) < _PURGE_BATCH:
+                    break
+        return deleted
+
+    # async primitives: the same steps, awaited -----------------------------------------------
+
+    async def aget(self, key: str, *, claim: Claim | None = None) -> Fetched:
+        """Read *key* (see :meth:`get`)."""
+        client = await self._async()
+        if claim is None:
+            return self._read(key, await _GET.arun(client, (key,), ()))
+        keys = (key, key + _CLAIM)
+        reply = await _GET.arun(client, keys, _claim_args(claim, absent=False))
+        fetched = self._read_claiming(key, reply)
+        if fetched is None:
+            reply = await _GET.arun(client, keys, _claim_args(claim, absent=True))
+            return _CLAIMED if reply[2] else MISS
+        return fetched
+
+    async def aput(
+        self,
+        key: str,
+        value: object,
+        *,
+        ttl: float,
+        indexes: Sequence[str] = (),
+        token: str | None = None,
+    ) -> None:
+        """Store *value* (see :meth:`put`)."""
+        client = await self._async()
+        keys, args, index_calls = self._put_plan(key, value, ttl, indexes, token)
+        if index_calls:
+            await asyncio.gather(*(_INDEX.arun(client, k, a) for k, a in index_calls))
+        await _PUT.arun(client, keys, args)
+
+    async def arelease(self, key: str, token: str) -> None:
+        """Release a claim (see :meth:`release`)."""
+        client = await self._async()
+        await _RELEASE.arun(client, (key + _CLAIM,), (token, self._publish, key + _RELEASED))
+
+    async def await_released(self, key: str, timeout: float) -> None:  # noqa: ASYNC109 - protocol
+        """Wait until the claim on *key* is released or expires (see :meth:`wait_released`)."""
+        client = await self._async()
+        claim = key + _CLAIM
+        wait = _wait_for(int(await client.pttl(claim)), timeout)
+        if wait is None or wait <= 0:
+            return
+        deadline = time.monotonic() + wait
+        pubsub = client.pubsub()
+        try:
+            if self._cluster:
+                await pubsub.ssubscribe(key + _RELEASED)
+                read = pubsub.get_sharded_message  # type: ignore[attr-defined]  # a ClusterPubSub
+            else:
+                await pubsub.subscribe(key + _RELEASED)
+                read = pubsub.get_message
+            if not await _alisten(read, deadline, _SUBSCRIBED):
+                return
+            wait = _wait_for(int(await client.pttl(claim)), timeout)
+            if wait is not None:
+                await _alisten(read, min(deadline, time.monotonic() + wait), _WOKEN)
+        finally:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated
+
+    async def adelete(self, keys: Sequence[str]) -> int:
+        """Delete values (see :meth:`delete`)."""
+        if not keys:
+            return 0
+        client = await self._async()
+        if not self._cluster:
+            return int(await client.delete(*keys))
+        pipeline = client.pipeline()
+        for group in _slot_groups(keys):
+            pipeline.execute_command("DEL", *group)
+        return sum(await pipeline.execute())
+
+    async def apurge(self, indexes: Sequence[str]) -> int:
+        """Delete every value under *indexes* (see :meth:`purge`)."""
+        client = await self._async()
+        deleted = 0
+        for index in indexes:
+            while True:
+                members = _members(await client.zrange(index, 0, _PURGE_BATCH - 1))
+                if not members:
+                    break
+                if self._cluster:
+                    await client.zrem(index, *members)
+                    pipeline = client.pipeline()
+                    for group in _slot_groups(members):
+                        pipeline.execute_command("DEL", *group)
+                    deleted += sum(await pipeline.execute())
+                else:
+                    pipeline = client.pipeline(transaction=True)
+                    pipeline.zrem(index, *members)
+                    pipeline.delete(*members)
+                    deleted += (await pipeline.execute())[1]
+                if len(members) < _PURGE_BATCH:
+                    break
+        return deleted
+
+    # shared steps ----------------------------------------------------------------------------
+
+    def _sync(self) -> SyncClient:
+        client = self._client
+        if client is not None:
+            return client
+        if self._open_sync is None:
+            raise TypeError(
+                f"{self!r} has no sync client: pass client= to RedisBackend, or use the "
+                "asyncio methods (aget, aput, ...)"
+            )
+        with self._lock:
+            if self._client is None:
+                self._client, self._close_sync = self._open_sync()
+            return self._client
+
+    async def _async(self) -> AsyncClient:
+        if self._async_client is not None:
+            return self._async_client
+        if self._loops is None:
+            raise TypeError(
+                f"{self!r} has no asyncio client: pass async_client= to RedisBackend, or use "
+                "the sync methods (get, put, ...)"
+            )
+        return await self._loops.client()
+
+    def _read(self, key: str, reply: list[Any]) -> Fetched:
+        """Return what the reply of a GET script run without a claim means."""
+        data, pttl, _ = reply
+        if data is None:
+            return MISS
+        value = self._decode(key, data)
+        return MISS if value is None else Fetched(value, _seconds_left(pttl), claimed=False)
+
+    def _read_claiming(self, key: str, reply: list[Any]) -> Fetched | None:
+        """Return what the reply of a GET script run with a claim means.
+
+        None means the stored value was rejected and the claim not taken: the claim must be
+        asked for again as if no value were stored.
+        """
+        data, pttl, claimed = reply
+        if data is not None:
+            value = self._decode(key, data)
+            if value is not None:
+                return Fetched(value, _seconds_left(pttl), claimed == 1)
+            if not claimed:
+                return None
+        return _CLAIMED if claimed else MISS
+
+    def _decode(self, key: str, data: bytes) -> object | None:
+        """Return the value stored as *data*, or None (reported) when the codec rejects it."""
+        try:
+            return self._codec.decode(key, data)
+        except CodecError as error:
+            if DEFAULTS.observers:
+                event = StoredValueRejected(
+                    policy=self.name, time=DEFAULTS.clock.monotonic(), reason=error.reason
+                )
+                emit(DEFAULTS, event)
+            return None
+
+    def _put_plan(
+        self, key: str, value: object, ttl: float, indexes: Sequence[str], token: str | None
+    ) -> tuple[tuple[str, ...], tuple[_Arg, ...], list[tuple[tuple[str], tuple[str, int]]]]:
+        """Return the PUT script's keys and args, and the INDEX calls to make first (Cluster)."""
+        if value is None:
+            raise ValueError("a backend stores no None values: None means absent")
+        milliseconds = _milliseconds(ttl, "ttl")
+        args = (
+            self._codec.encode(key, value),
+            milliseconds,
+            token or "",
+            self._publish,
+            key + _RELEASED,
+        )
+        if not self._cluster:
+            return (key, key + _CLAIM, *indexes), args, []
+        # the index keys live in other slots: record the key in each before writing the value,
+        # so that a crash in between leaves a harmless index entry, never an unindexed value
+        return (key, key + _CLAIM), args, [((index,), (key, milliseconds)) for index in indexes]
+
+
+def _listen(
+    read: Callable[..., dict[str, Any] | None], deadline: float, kinds: frozenset[str]
+) -> bool:
+    """Read pub/sub messages until one of *kinds* arrives (True) or *deadline* passes (False)."""
+    while (left := deadline - time.monotonic()) > 0:
+        message = read(timeout=left)
+        if message is not None and message["type"] in kinds:
+            return True
+    return False
+
+
+async def _alisten(
+    read: Callable[..., Awaitable[dict[str, Any] | None]],
+    deadline: float,
+    kinds: frozenset[str],
+) -> bool:
+    """Read pub/sub messages in the running loop (see :func:`_listen`)."""
+    while (left := deadline - time.monotonic()) > 0:
+        message = await read(timeout=left)
+        if message is not None and message["type"] in kinds:
+            return True
+    return False

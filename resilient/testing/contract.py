@@ -1,0 +1,445 @@
+"""A pytest suite that checks a backend keeps the promises of the backend protocols.
+
+Subclass :class:`BackendContract` in a test module and give the subclass a ``backend`` fixture
+that returns (or yields) the backend to check. pytest then runs every check twice: through the
+sync methods of :class:`resilient.typing.Backend`, and through the coroutines of
+:class:`resilient.typing.AsyncBackend`, awaited in a real event loop where other tasks run
+concurrently (so a coroutine that blocks its loop fails the waiting checks). The suite needs
+pytest, and real time: it sleeps past short TTLs (0.3 s), so run it with the system clock.
+
+The checks cover the protocols' promises only, nothing specific to one store. Each uses keys
+of its own, random and with a hash tag (``"contract:value:{4f0c...}"``), so the backend may
+hold other data, and a sharded store keeps each key with the keys derived from it. Example::
+
+    # tests/test_my_backend.py
+    import pytest
+    from resilient.testing.contract import BackendContract
+
+    from myapp.backends import MyBackend
+
+
+    class TestMyBackend(BackendContract):
+        @pytest.fixture
+        def backend(self):
+            backend = MyBackend("memcached://localhost")
+            yield backend
+            backend.close()
+
+Override :attr:`BackendContract.key_prefix` if your backend only accepts keys under a
+namespace of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from typing import Any, ClassVar, Final
+
+import pytest
+
+from ..backends._types import Claim, Fetched
+
+__all__ = ["BackendContract"]
+
+_ASYNC_NAMES: Final = {
+    "get": "aget",
+    "put": "aput",
+    "release": "arelease",
+    "wait_released": "await_released",
+    "delete": "adelete",
+    "purge": "apurge",
+}
+# Short real TTLs keep the suite quick; the sleeps past them leave room for coarse expiry.
+_SHORT_TTL: Final = 0.3
+_PAST_SHORT_TTL: Final = 0.6
+_LONG_TTL: Final = 30.0
+# Upper bounds are generous: a loaded CI machine may stall a thread for a good fraction of a
+# second; the lower bounds are what the promises are about.
+_SLACK: Final = 1.5
+# No single call of the suite should take this long; past it, fail rather than hang.
+_HANG: Final = 60.0
+
+
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)  # noqa: TID251 - the backend under test expires entries in real time
+
+
+class _LoopThread:
+    """An event loop running in a thread of its own, for awaiting coroutines from a test.
+
+    The loop runs under ``asyncio.run``, so leaving it shuts down async generators and closes
+    the loop as an application's exit would.
+    """
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(self._main(),), name="contract-loop", daemon=True
+        )
+
+    def __enter__(self) -> _LoopThread:
+        self._thread.start()
+        self._ready.wait()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._loop is not None
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=_HANG)
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._ready.set()
+        await self._stop.wait()
+
+    def submit(self, coroutine: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        """Start *coroutine* as a task of the loop; return a future of its result."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+
+class _Primitives:
+    """The backend's primitives, called the sync way or awaited in the loop thread."""
+
+    def __init__(self, backend: Any, loop: _LoopThread | None) -> None:
+        self._backend = backend
+        self._loop = loop
+        self.mode = "sync" if loop is None else "async"
+
+    def _call(self, name: str, *args: object, **kwargs: object) -> Any:
+        if self._loop is None:
+            return getattr(self._backend, name)(*args, **kwargs)
+        coroutine = getattr(self._backend, _ASYNC_NAMES[name])(*args, **kwargs)
+        return self._loop.submit(coroutine).result(timeout=_HANG)
+
+    def get(self, key: str, claim: Claim | None = None) -> Fetched:
+        fetched = self._call("get", key, claim=claim)
+        assert isinstance(fetched, Fetched), f"{self.mode} get returned {fetched!r}, not a Fetched"
+        return fetched
+
+    def put(
+        self,
+        key: str,
+        value: object,
+        *,
+        ttl: float,
+        indexes: Sequence[str] = (),
+        token: str | None = None,
+    ) -> None:
+        self._call("put", key, value, ttl=ttl, indexes=indexes, token=token)
+
+    def release(self, key: str, token: str) -> None:
+        self._call("release", key, token)
+
+    def wait_released(self, key: str, timeout: float) -> float:
+        """Wait; return the seconds it took."""
+        start = time.monotonic()
+        self._call("wait_released", key, timeout)
+        return time.monotonic() - start
+
+    def delete(self, keys: Sequence[str]) -> int:
+        count = self._call("delete", keys)
+        assert type(count) is int, f"{self.mode} delete returned {count!r}, not an int"
+        return count
+
+    def purge(self, indexes: Sequence[str]) -> int:
+        count = self._call("purge", indexes)
+        assert type(count) is int, f"{self.mode} purge returned {count!r}, not an int"
+        return count
+
+    def soon(self, delay: float, name: str, *args: object, **kwargs: object) -> Callable[[], None]:
+        """Call primitive *name* after *delay* seconds, concurrently; return a join function.
+
+        Sync: from another thread. Async: from another task of the same event loop.
+        """
+        if self._loop is None:
+            method = getattr(self._backend, name)
+            errors: list[BaseException] = []
+
+            def later() -> None:
+                _pause(delay)
+                try:
+                    method(*args, **kwargs)
+                except BaseException as error:  # noqa: BLE001 - join() raises it in the test
+                    errors.append(error)
+
+            thread = threading.Thread(target=later, name=f"contract-{name}")
+            thread.start()
+
+            def join_thread() -> None:
+                thread.join(timeout=_HANG)
+                if errors:
+                    raise errors[0]
+
+            return join_thread
+
+        method = getattr(self._backend, _ASYNC_NAMES[name])
+
+        async def alater() -> None:
+            await asyncio.sleep(delay)
+            await method(*args, **kwargs)
+
+        future = self._loop.submit(alater())
+        return lambda: future.result(timeout=_HANG)
+
+
+class BackendContract:
+    """The checks every backend must pass; subclass it and define a ``backend`` fixture.
+
+    Each ``test_*`` method runs once through the sync primitives and once through the async
+    ones (the ``primitives`` fixture's ``sync`` and ``async`` parameters).
+    """
+
+    key_prefix: ClassVar[str] = "contract"
+    """The start of every key the checks use; each key also gets a random hash tag."""
+
+    @pytest.fixture(params=["sync", "async"])
+    def primitives(self, request: pytest.FixtureRequest, backend: object) -> Iterator[_Primitives]:
+        """The backend under test, called the sync or the async way."""
+        if request.param == "sync":
+            yield _Primitives(backend, None)
+        else:
+            with _LoopThread() as loop:
+                yield _Primitives(backend, loop)
+
+    def key(self, name: str = "value") -> str:
+        """Return a new key no other check uses: the prefix, *name*, and a random hash tag."""
+        return f"{self.key_prefix}:{name}:{{{uuid.uuid4().hex}}}"
+
+    def token(self) -> str:
+        """Return a new claim token (128 random bits)."""
+        return uuid.uuid4().hex
+
+    # reading and claiming --------------------------------------------------------------------
+
+    def test_a_missing_key_reads_as_a_miss(self, primitives: _Primitives) -> None:
+        """A key never written reads as value None, ttl None, nothing claimed."""
+        assert tuple(primitives.get(self.key())) == (None, None, False)
+
+    def test_a_claim_on_a_missing_key_is_taken(self, primitives: _Primitives) -> None:
+        """Asking for the claim of a missing key takes it, and still reads no value."""
+        fetched = primitives.get(self.key(), Claim(self.token(), _LONG_TTL))
+        assert tuple(fetched) == (None, None, True)
+
+    def test_a_held_claim_refuses_another_token(self, primitives: _Primitives) -> None:
+        """While one token holds a key's claim, another token's request is refused."""
+        key = self.key()
+        assert primitives.get(key, Claim(self.token(), _LONG_TTL)).claimed
+        assert tuple(primitives.get(key, Claim(self.token(), _LONG_TTL))) == (None, None, False)
+
+    def test_the_holding_token_claims_again(self, primitives: _Primitives) -> None:
+        """Asking again with the token that holds the claim reports it taken (a safe retry)."""
+        key, token = self.key(), self.token()
+        assert primitives.get(key, Claim(token, _LONG_TTL)).claimed
+        assert primitives.get(key, Claim(token, _LONG_TTL)).claimed
+
+    def test_a_claim_expires_after_its_ttl(self, primitives: _Primitives) -> None:
+        """A claim never released frees itself after its ttl, so a dead holder blocks no one."""
+        key = self.key()
+        assert primitives.get(key, Claim(self.token(), _SHORT_TTL)).claimed
+        _pause(_PAST_SHORT_TTL)
+        assert primitives.get(key, Claim(self.token(), _LONG_TTL)).claimed
+
+    def test_a_fresh_value_is_read_and_not_claimed(self, primitives: _Primitives) -> None:
+        """A stored value with more than ``below`` seconds left is returned, claim not taken."""
+        key = self.key()
+        primitives.put(key, "fresh", ttl=_LONG_TTL)
+        for below in (0.0, 1.0):
+            fetched = primitives.get(key, Claim(self.token(), _LONG_TTL, below=below))
+            assert fetched.value == "fresh"
+            assert not fetched.claimed
+
+    def test_below_claims_a_value_about_to_expire(self, primitives: _Primitives) -> None:
+        """A value with at most ``below`` seconds left is returned and its claim is taken."""
+        key = self.key()
+        primitives.put(key, "stale soon", ttl=5.0)
+        fetched = primitives.get(key, Claim(self.token(), _LONG_TTL, below=10.0))
+        assert fetched.value == "stale soon"
+        assert fetched.ttl is not None
+        assert 0 < fetched.ttl <= 5.0
+        assert fetched.claimed
+
+    # storing ---------------------------------------------------------------------------------
+
+    def test_a_nested_value_round_trips(self, primitives: _Primitives) -> None:
+        """A nested value reads back equal, container types kept, with a ttl in (0, ttl]."""
+        key = self.key()
+        value = {
+            "text": "héllo",
+            "int": 2**40,
+            "float": 0.25,
+            "bytes": b"\x00\xff",
+            "list": [1, "two", None, [3.5]],
+            "tuple": (1, ("nested", None)),
+            "none": None,
+            "dict": {"inner": {"deeper": [True, False]}},
+        }
+        primitives.put(key, value, ttl=60.0)
+        fetched = primitives.get(key)
+        assert fetched.value == value
+        assert isinstance(fetched.value, dict)
+        assert isinstance(fetched.value["tuple"], tuple)
+        assert isinstance(fetched.value["list"], list)
+        assert fetched.ttl is not None
+        assert 0 < fetched.ttl <= 60.0
+        assert not fetched.claimed
+
+    def test_a_value_expires_after_its_ttl(self, primitives: _Primitives) -> None:
+        """A value is readable until its ttl passes, then the key reads as a miss."""
+        key = self.key()
+        primitives.put(key, [1, 2], ttl=_SHORT_TTL)
+        assert primitives.get(key).value == [1, 2]
+        _pause(_PAST_SHORT_TTL)
+        assert tuple(primitives.get(key)) == (None, None, False)
+
+    def test_a_put_replaces_the_value(self, primitives: _Primitives) -> None:
+        """Putting a key again replaces its value and its ttl."""
+        key = self.key()
+        primitives.put(key, "first", ttl=_LONG_TTL)
+        primitives.put(key, "second", ttl=5.0)
+        fetched = primitives.get(key)
+        assert fetched.value == "second"
+        assert fetched.ttl is not None
+        assert fetched.ttl <= 5.0
+
+    # releasing -------------------------------------------------------------------------------
+
+    def test_a_put_with_the_token_releases_the_claim(self, primitives: _Primitives) -> None:
+        """A put carrying the holder's token frees the claim for another token."""
+        key, holder = self.key(), self.token()
+        assert primitives.get(key, Claim(holder, _LONG_TTL)).claimed
+        primitives.put(key, "filled", ttl=5.0, token=holder)
+        fetched = primitives.get(key, Claim(self.token(), _LONG_TTL, below=10.0))
+        assert fetched.value == "filled"
+        assert fetched.claimed
+
+    def test_a_put_without_the_token_keeps_the_claim(self, primitives: _Primitives) -> None:
+        """A put without a token (or with another one) leaves the claim with its holder."""
+        key, holder = self.key(), self.token()
+        assert primitives.get(key, Claim(holder, _LONG_TTL)).claimed
+        primitives.put(key, "filled", ttl=5.0)
+        primitives.put(key, "filled", ttl=5.0, token=self.token())
+        assert not primitives.get(key, Claim(self.token(), _LONG_TTL, below=10.0)).claimed
+        assert primitives.get(key, Claim(holder, _LONG_TTL, below=10.0)).claimed
+
+    def test_release_frees_the_claim(self, primitives: _Primitives) -> None:
+        """Releasing with the holder's token lets another token claim the key."""
+        key, holder = self.key(), self.token()
+        assert primitives.get(key, Claim(holder, _LONG_TTL)).claimed
+        primitives.release(key, holder)
+        assert primitives.get(key, Claim(self.token(), _LONG_TTL)).claimed
+
+    def test_release_with_another_token_does_nothing(self, primitives: _Primitives) -> None:
+        """Releasing with a token that does not hold the claim leaves the claim held."""
+        key, holder, other = self.key(), self.token(), self.token()
+        assert primitives.get(key, Claim(holder, _LONG_TTL)).claimed
+        primitives.release(key, other)
+        assert not primitives.get(key, Claim(other, _LONG_TTL)).claimed
+        assert primitives.get(key, Claim(holder, _LONG_TTL)).claimed
+
+    def test_release_of_a_free_key_does_nothing(self, primitives: _Primitives) -> None:
+        """Releasing a key nobody claimed is harmless and leaves the key free."""
+        key = self.key()
+        primitives.release(key, self.token())
+        assert primitives.get(key, Claim(self.token(), _LONG_TTL)).claimed
+
+    # waiting ---------------------------------------------------------------------------------
+
+    def test_wait_returns_when_the_claim_is_released(self, primitives: _Primitives) -> None:
+        """A waiter wakes soon after another thread or task releases, well before its timeout."""
+        key, holder = self.key(), self.token()
+        assert primitives.get(key, Claim(holder, _LONG_TTL)).claimed
+        join = primitives.soon(0.2, "release", key, holder)
+        elapsed = primitives.wait_released(key, timeout=10.0)
+        join()
+        assert 0.15 <= elapsed < 0.2 + _SLACK
+
+    def test_wait_returns_when_a_put_releases_the_claim(self, primitives: _Primitives) -> None:
+        """A waiter wakes soon after the holder puts the value with its token."""
+        key, holder = self.key(), self.token()
+        assert primitives.get(key, Claim(holder, _LONG_TTL)).claimed
+        join = primitives.soon(0.2, "put", key, "filled", ttl=_LONG_TTL, token=holder)
+        elapsed = primitives.wait_released(key, timeout=10.0)
+        join()
+        assert 0.15 <= elapsed < 0.2 + _SLACK
+        assert primitives.get(key).value == "filled"
+
+    def test_wait_times_out_when_nobody_releases(self, primitives: _Primitives) -> None:
+        """A waiter whose claim stays held returns after about its timeout."""
+        key = self.key()
+        assert primitives.get(key, Claim(self.token(), _LONG_TTL)).claimed
+        elapsed = primitives.wait_released(key, timeout=0.4)
+        assert 0.35 <= elapsed < 0.4 + _SLACK
+
+    def test_wait_returns_when_the_claim_expires(self, primitives: _Primitives) -> None:
+        """A waiter returns once the claim's ttl runs out, not only at its own timeout."""
+        key = self.key()
+        assert primitives.get(key, Claim(self.token(), _SHORT_TTL)).claimed
+        elapsed = primitives.wait_released(key, timeout=10.0)
+        assert elapsed < _SHORT_TTL + _SLACK
+
+    def test_wait_returns_at_once_without_a_claim(self, primitives: _Primitives) -> None:
+        """Waiting on a key nobody claimed returns at once."""
+        key = self.key()
+        primitives.put(key, "value", ttl=_LONG_TTL)
+        assert primitives.wait_released(key, timeout=10.0) < 0.5
+        assert primitives.wait_released(self.key(), timeout=10.0) < 0.5
+
+    # deleting --------------------------------------------------------------------------------
+
+    def test_delete_counts_the_values_it_deleted(self, primitives: _Primitives) -> None:
+        """Delete removes the stored values and counts only keys that held one."""
+        first, second, never = self.key(), self.key(), self.key()
+        primitives.put(first, 1, ttl=_LONG_TTL)
+        primitives.put(second, 2, ttl=_LONG_TTL)
+        assert primitives.delete([first, second, never]) == 2
+        assert primitives.get(first).value is None
+        assert primitives.get(second).value is None
+        assert primitives.delete([first]) == 0
+        assert primitives.delete([]) == 0
+
+    def test_purge_deletes_exactly_the_indexed_values(self, primitives: _Primitives) -> None:
+        """Purge deletes every value put under the given indexes and no other value."""
+        one, two, other = self.key("index"), self.key("index"), self.key("index")
+        a, b, c, d, e = (self.key() for _ in range(5))
+        primitives.put(a, "a", ttl=_LONG_TTL, indexes=[one])
+        primitives.put(b, "b", ttl=_LONG_TTL, indexes=[one, two])
+        primitives.put(c, "c", ttl=_LONG_TTL, indexes=[two])
+        primitives.put(d, "d", ttl=_LONG_TTL, indexes=[other])
+        primitives.put(e, "e", ttl=_LONG_TTL)
+        assert primitives.purge([one, two]) == 3
+        assert [primitives.get(key).value for key in (a, b, c, d, e)] == [
+            None,
+            None,
+            None,
+            "d",
+            "e",
+        ]
+        assert primitives.purge([one, two]) == 0
+        assert primitives.purge([]) == 0
+
+    def test_purge_skips_values_deleted_since(self, primitives: _Primitives) -> None:
+        """Purge counts only values still stored: one deleted meanwhile does not count."""
+        index = self.key("index")
+        kept, deleted = self.key(), self.key()
+        primitives.put(kept, "kept", ttl=_LONG_TTL, indexes=[index])
+        primitives.put(deleted, "deleted", ttl=_LONG_TTL, indexes=[index])
+        assert primitives.delete([deleted]) == 1
+        assert primitives.purge([index]) == 1
+        assert primitives.get(kept).value is None
+
+    def test_expired_values_leave_their_index(self, primitives: _Primitives) -> None:
+        """Once its values expired, purging an index finds nothing to delete."""
+        index = self.key("index")
+        for _ in range(3):
+            primitives.put(self.key(), "short", ttl=_SHORT_TTL, indexes=[index])
+        _pause(_PAST_SHORT_TTL)
+        assert primitives.purge([index]) == 0
