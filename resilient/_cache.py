@@ -19,12 +19,25 @@ from __future__ import annotations
 
 import contextvars
 import enum
+import itertools
+import os
 import random
 import secrets
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from datetime import timedelta
 from functools import partial
-from typing import Any, ParamSpec, Protocol, TypedDict, TypeVar, Unpack, cast, overload
+from typing import (
+    Any,
+    Concatenate,
+    ParamSpec,
+    Protocol,
+    Self,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    cast,
+    overload,
+)
 
 import attrs
 import wrapt
@@ -54,6 +67,9 @@ __all__ = [
 P = ParamSpec("P")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
+R2 = TypeVar("R2")
+Q = ParamSpec("Q")
+_T = TypeVar("_T")
 
 _FAILURES_BEFORE_COOLDOWN = 3
 _COOLDOWN = 0.5  # seconds a failing backend is skipped before it is probed again
@@ -106,7 +122,7 @@ class CacheOptions(TypedDict, total=False):
     maxsize: int
     stale_ttl: float | timedelta
     early_refresh: float
-    key: str | Callable[..., Hashable] | None
+    key: str | Callable[..., object] | None
     condition: Callable[[Any], object] | None
     cache_none: bool
     tags: list[str] | tuple[str, ...]
@@ -116,7 +132,24 @@ class CacheOptions(TypedDict, total=False):
 
 
 class Cached(Protocol[P, R_co]):
-    """A cached function: call it as before, and invalidate what it stored."""
+    """A cached function: call it as before, and invalidate what it stored.
+
+    On a method, the instance's attribute is a ``Cached`` of the method's parameters after
+    ``self``, so ``repo.get("x")`` and ``repo.get.invalidate("x")`` are checked alike.
+    """
+
+    @property
+    def __name__(self) -> str:
+        """The decorated function's name."""
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any], /) -> Self: ...
+    @overload
+    def __get__(
+        self: Cached[Concatenate[_T, Q], R2], instance: _T, owner: type[Any], /
+    ) -> Cached[Q, R2]: ...
+    def __get__(self, instance: Any, owner: type[Any], /) -> Any:
+        """Bind the cached method to *instance*, as a function's ``__get__`` does."""
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
         """Call the function, answered from the cache when possible."""
@@ -156,9 +189,12 @@ class _CachedCall:
         self.inner = inner
         self.flights = Flights()
         self.health = _Health()
-        # the MemoryBackend last used and this function's region in it
+        # the MemoryBackend and namespace last used, and this function's region in them
         self.memory: MemoryBackend | None = None
+        self.namespace: str | None = None
         self.region: LruStore | None = None
+        # keys whose last refresh raised (bounded like the region), for stale-if-error events
+        self.refresh_failures: dict[Hashable, None] = {}
 
     # -- the call steps -------------------------------------------------------------------
 
@@ -166,7 +202,7 @@ class _CachedCall:
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         backend = self.policy.backend or DEFAULTS.backend
-        if backend is self.memory:
+        if backend is self.memory and DEFAULTS.namespace is self.namespace:
             hit = self._memory_hit(instance, args, kwargs)
             if hit is not _MISSING:
                 return hit
@@ -177,7 +213,7 @@ class _CachedCall:
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         backend = self.policy.backend or DEFAULTS.backend
-        if backend is self.memory:
+        if backend is self.memory and DEFAULTS.namespace is self.namespace:
             hit = self._memory_hit(instance, args, kwargs)
             if hit is not _MISSING:
                 return hit
@@ -225,12 +261,7 @@ class _CachedCall:
         indexes = tuple(_tag_index(namespace, tag) for tag in tags)
         if isinstance(backend, MemoryBackend):
             store = self._region(backend, namespace)
-            key: Hashable = self.keys.local(instance, args, kwargs)
-            try:
-                hash(key)
-            except TypeError:
-                key = self.keys.shared(instance, args, kwargs)
-            return self._from_memory(store, key, indexes)
+            return self._from_memory(store, self.keys.local(instance, args, kwargs), indexes)
         shared = (
             f"{namespace}:cache:{self._safe_name}:{{{self.keys.shared(instance, args, kwargs)}}}"
         )
@@ -245,8 +276,8 @@ class _CachedCall:
 
     def _region(self, backend: MemoryBackend, namespace: str) -> LruStore:
         store = backend._region(f"{namespace}:cache:{self.name}", self.policy.maxsize)
-        if namespace == DEFAULTS.namespace:
-            self.memory, self.region = backend, store
+        if namespace is DEFAULTS.namespace:
+            self.memory, self.namespace, self.region = backend, namespace, store
         return store
 
     def _from_memory(self, store: LruStore, key: Hashable, indexes: tuple[str, ...]) -> Procedure:
@@ -261,7 +292,7 @@ class _CachedCall:
                     refresh, leads = self.flights.join(("refresh", key))
                     if leads:
                         yield Spawn(self._refresh_memory(store, key, indexes, refresh))
-                return self._served(value, verdict, leads=verdict is not Freshness.FRESH)
+                return self._served(key, value, verdict)
             flight, leads = self.flights.join(key)
             if not leads:
                 yield Join(flight)
@@ -299,12 +330,12 @@ class _CachedCall:
         try:
             value = yield CALL
         except Exception as exc:
-            self._refreshed(start, exc)
+            self._refreshed(key, start, exc)
             return None
         finally:
             self.flights.land(("refresh", key), marker)
         self._store_memory(store, key, value, DEFAULTS.clock.monotonic() - start, indexes)
-        self._refreshed(start, None)
+        self._refreshed(key, start, None)
         return None
 
     def _from_backend(self, key: str, indexes: tuple[str, ...]) -> Procedure:
@@ -329,7 +360,7 @@ class _CachedCall:
         start = clock.monotonic()
         if start < self.health.skip_until:
             return (yield from self._bypass())
-        claim = Claim(secrets.token_hex(16), self.policy.lease_ttl, self.policy.stale_ttl)
+        claim = Claim(_new_token(), self.policy.lease_ttl, self.policy.stale_ttl)
         while True:
             try:
                 fetched: Fetched = yield Op("get", (key,), {"claim": claim})
@@ -348,7 +379,7 @@ class _CachedCall:
                         yield Spawn(self._refresh_backend(key, indexes, token, refresh))
                     elif fetched.claimed:  # a refresh runs here already: let it own the key
                         yield from self._release(key, claim.token)
-                return self._served(value, verdict, leads=True), _served_status(verdict)
+                return self._served(key, value, verdict), _served_status(verdict)
             if fetched.claimed:
                 value = yield from self._fill(key, indexes, claim.token, start)
                 return self._missed(value, start), CacheStatus.MISS
@@ -395,7 +426,7 @@ class _CachedCall:
         start = DEFAULTS.clock.monotonic()
         try:
             if token is None:  # an early refresh: claim the key first, or leave it to others
-                claim = Claim(secrets.token_hex(16), self.policy.lease_ttl, float("inf"))
+                claim = Claim(_new_token(), self.policy.lease_ttl, float("inf"))
                 try:
                     fetched: Fetched = yield Op("get", (key,), {"claim": claim})
                 except Exception as exc:
@@ -407,9 +438,9 @@ class _CachedCall:
             try:
                 yield from self._fill(key, indexes, token, start)
             except Exception as exc:
-                self._refreshed(start, exc)
+                self._refreshed(key, start, exc)
                 return None
-            self._refreshed(start, None)
+            self._refreshed(key, start, None)
             return None
         finally:
             self.flights.land(("refresh", key), marker)
@@ -424,16 +455,16 @@ class _CachedCall:
 
     # -- outcomes -------------------------------------------------------------------------
 
-    def _served(self, value: object, verdict: Freshness, *, leads: bool) -> object:
+    def _served(self, key: Hashable, value: object, verdict: Freshness) -> object:
         status = _served_status(verdict)
         _STATUS.set(status)
         if DEFAULTS.observers:
             now = DEFAULTS.clock.monotonic()
             if status is CacheStatus.STALE:
-                emit(DEFAULTS, CacheStaleServed(policy=self.name, time=now, reason="refreshing"))
+                reason = "refresh_failed" if key in self.refresh_failures else "refreshing"
+                emit(DEFAULTS, CacheStaleServed(policy=self.name, time=now, reason=reason))
             else:
                 emit(DEFAULTS, CacheHit(policy=self.name, time=now))
-        del leads
         return value
 
     def _missed(self, value: object, start: float) -> object:
@@ -452,7 +483,14 @@ class _CachedCall:
         _STATUS.set(status)
         return flight.value
 
-    def _refreshed(self, start: float, error: Exception | None) -> None:
+    def _refreshed(self, key: Hashable, start: float, error: Exception | None) -> None:
+        failures = self.refresh_failures
+        if error is None:
+            failures.pop(key, None)
+        else:
+            failures[key] = None
+            if len(failures) > self.policy.maxsize:
+                failures.pop(next(iter(failures)), None)
         if DEFAULTS.observers:
             now = DEFAULTS.clock.monotonic()
             emit(
@@ -527,6 +565,27 @@ class _CachedCall:
 
 
 _MISSING: Any = object()
+
+
+class _Tokens:
+    """Make claim tokens: a random 128-bit prefix per process, then a counter.
+
+    Cheaper than ``secrets`` per call; a forked child draws a prefix of its own.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefix = secrets.token_hex(16)
+        self.counter = itertools.count()
+
+    def __call__(self) -> str:
+        return f"{self.prefix}.{next(self.counter)}"  # next() on a count is atomic in CPython
+
+
+_new_token = _Tokens()
+os.register_at_fork(after_in_child=_new_token.reset)
 
 
 def _served_status(verdict: Freshness) -> CacheStatus:
@@ -606,7 +665,9 @@ class _CacheLayer:
 
 class _CacheDecorator(Protocol):
     @overload
-    def __call__(self, function: Callable[P, Awaitable[R]], /) -> Cached[P, Awaitable[R]]: ...
+    def __call__(
+        self, function: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> Cached[P, Coroutine[Any, Any, R]]: ...
     @overload
     def __call__(self, function: Callable[P, R], /) -> Cached[P, R]: ...
 

@@ -243,7 +243,7 @@ def run_sync(procedure: Procedure, backend: Any, call: Callable[[], Any]) -> Any
             elif type(effect) is Op:
                 reply = getattr(backend, effect.name)(*effect.args, **effect.kwargs)
             elif type(effect) is Join:
-                effect.flight.done.wait()
+                effect.flight.done.wait()  # type: ignore[union-attr]  # a follower made it
             elif type(effect) is Spawn:
                 _background().submit(run_sync, effect.procedure, backend, call)
             else:  # pragma: no cover - a bug in a procedure
@@ -268,7 +268,7 @@ async def run_async(procedure: Procedure, backend: Any, call: Callable[[], Any])
             elif type(effect) is Op:
                 reply = await getattr(backend, "a" + effect.name)(*effect.args, **effect.kwargs)
             elif type(effect) is Join:
-                await effect.flight.done.await_fired()
+                await effect.flight.done.await_fired()  # type: ignore[union-attr]  # see above
             elif type(effect) is Spawn:
                 task = asyncio.get_running_loop().create_task(
                     run_async(effect.procedure, backend, call)

@@ -8,6 +8,8 @@
 #   KeyboardInterrupt) abandons the flight: its followers are woken and try again, one of them
 #   leading; they never inherit a cancellation that was not theirs.
 # - The registry holds a flight only while it runs, so it is bounded by the calls in progress.
+# - A flight's Signal is made by its first follower, under the registry's lock: a flight nobody
+#   follows (nearly all of them) costs no lock, event or wake-up.
 from __future__ import annotations
 
 import threading
@@ -19,12 +21,12 @@ __all__ = ["Flight", "Flights"]
 
 
 class Flight:
-    """One shared execution: its outcome once done, and the signal that announces it."""
+    """One shared execution: its outcome once done, and the signal that wakes its followers."""
 
     __slots__ = ("abandoned", "done", "error", "extra", "value")
 
     def __init__(self) -> None:
-        self.done = Signal()
+        self.done: Signal | None = None
         self.value: object = None
         self.extra: object = None
         self.error: BaseException | None = None
@@ -45,6 +47,8 @@ class Flights:
         with self._lock:
             flight = self._flights.get(key)
             if flight is not None:
+                if flight.done is None:
+                    flight.done = Signal()
                 return flight, False
             flight = self._flights[key] = Flight()
             return flight, True
@@ -62,14 +66,16 @@ class Flights:
 
         An *error* that is not an :class:`Exception` abandons the flight instead.
         """
-        with self._lock:
-            if self._flights.get(key) is flight:
-                del self._flights[key]
         if error is not None and not isinstance(error, Exception):
             flight.abandoned = True
         else:
             flight.value, flight.extra, flight.error = value, extra, error
-        flight.done.fire()
+        with self._lock:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+            done = flight.done  # no follower can join once the flight is out of the registry
+        if done is not None:
+            done.fire()
 
     def __len__(self) -> int:
         return len(self._flights)

@@ -11,6 +11,12 @@
 #   UncacheableArgumentError telling the user to pass `key=`.
 # - Canonical encoding is deterministic across processes and Python runs: type-tagged,
 #   length-prefixed, dicts and sets sorted by their encoded items.
+# - Keys are equal exactly when the calls' arguments compare equal, in memory and in a shared
+#   backend alike: as in a dict (and functools.lru_cache), 1, 1.0, True and an IntEnum member
+#   of value 1 are one argument, and so are a set and a frozenset of the same items; a list
+#   and a tuple are not, nor is a plain Enum member and its value.
+# - A method reached through its class (`Repo.load(repo, 1)`) passes `self` in `args`; it is
+#   split off so that the call has the key of `repo.load(1)`.
 from __future__ import annotations
 
 import dataclasses
@@ -31,6 +37,7 @@ __all__ = ["CallKeys", "digest", "encode"]
 
 # types whose values are their own cache keys, checked first on the hit path
 _PLAIN: frozenset[type] = frozenset({int, str, float, bool, type(None), bytes})
+_BASES: tuple[type[int | float | str | bytes], ...] = (int, float, str, bytes)
 _FORMAT_FIELDS = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY
 
 
@@ -69,16 +76,20 @@ def _encode(value: object, out: list[bytes], where: str) -> None:  # noqa: PLR09
     cls = type(value)
     if value is None:
         out.append(b"N")
-    elif cls is bool:
-        out.append(b"T" if value else b"F")
-    elif cls is int:
-        out.append(b"i%d;" % value)  # type: ignore[str-format]  # cls is int
+    elif cls is int or cls is bool:  # True == 1: one key
+        out.append(b"i%d;" % value)  # type: ignore[str-format]  # an int here
     elif cls is float:
-        out.append(_text(b"f", repr(value)))
+        if value.is_integer():  # type: ignore[attr-defined]  # a float here; 1.0 == 1: one key
+            out.append(b"i%d;" % value)  # type: ignore[str-format]  # a float here
+        else:
+            out.append(_text(b"f", repr(value)))
     elif cls is str:
         out.append(_text(b"s", value))  # type: ignore[arg-type]  # cls is str
     elif cls is bytes:
         out.append(b"b%d:%s" % (len(value), value))  # type: ignore[arg-type]  # cls is bytes
+    elif isinstance(value, int | float | str | bytes):  # subclasses, IntEnum and StrEnum too
+        base: Any = next(base for base in _BASES if isinstance(value, base))
+        _encode(base(value), out, where)
     elif isinstance(value, enum.Enum):
         out.append(_text(b"e", f"{cls.__module__}.{cls.__qualname__}"))
         _encode(value.value, out, where)
@@ -90,11 +101,8 @@ def _encode(value: object, out: list[bytes], where: str) -> None:  # noqa: PLR09
     elif isinstance(value, dict):
         items = sorted(encode(k, where) + encode(v, where) for k, v in value.items())
         out.extend((b"{", *items, b"}"))
-    elif isinstance(value, set | frozenset):
+    elif isinstance(value, set | frozenset):  # {1} == frozenset({1}): one key
         out.extend((b"<", *sorted(encode(item, where) for item in value), b">"))
-    elif isinstance(value, int | float | str | bytes):  # subclasses of the plain types
-        out.append(_text(b"x", f"{cls.__module__}.{cls.__qualname__}"))
-        _encode(cls.__mro__[-2](value), out, where)  # the plain base type
     elif isinstance(value, datetime.date | datetime.time | datetime.timedelta):
         out.append(_text(b"d", f"{cls.__qualname__}:{value!r}"))
     elif isinstance(value, decimal.Decimal | uuid.UUID):
@@ -111,16 +119,35 @@ def _encode(value: object, out: list[bytes], where: str) -> None:  # noqa: PLR09
         raise _refuse(value, where)
 
 
+def _check(value: object, where: str) -> None:
+    """Refuse *value* if it, or an item of a tuple or frozenset in it, has no usable repr."""
+    cls = type(value)
+    if cls in _PLAIN:
+        return
+    if cls is tuple or cls is frozenset:
+        for item in value:  # type: ignore[attr-defined]  # a tuple or frozenset here
+            _check(item, where)
+    elif not (_has_own_repr(cls) or dataclasses.is_dataclass(value) or attrs.has(cls)):
+        raise _refuse(value, where)
+
+
 class CallKeys:
     """Turn calls of one function into keys: in-process tuples and shared digests."""
 
-    __slots__ = ("_key", "_name", "_signature", "_template", "_unbound", "arity")
+    __slots__ = ("_key", "_method", "_name", "_signature", "_template", "_unbound", "arity")
 
     def __init__(self, function: Callable[..., Any], name: str, key: object) -> None:
         self._name = name
         self._signature = inspect.signature(function)
         parameters = list(self._signature.parameters.values())
         self._unbound = self._signature.replace(parameters=parameters[1:])
+        path = getattr(function, "__qualname__", "").split(".")
+        self._method = (
+            len(path) > 1
+            and path[-2] != "<locals>"
+            and bool(parameters)
+            and parameters[0].name in {"self", "cls"}
+        )
         simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters)
         self._key: Callable[..., object] | None = None
         self._template: str | None = None
@@ -149,6 +176,11 @@ class CallKeys:
                 f"({', '.join(sorted(names))}): {exc!r}; write e.g. key='{{user_id}}'"
             ) from None
 
+    def _split(self, instance: object, args: tuple[Any, ...]) -> tuple[object, tuple[Any, ...]]:
+        if instance is None and self._method and args:
+            return args[0], args[1:]  # a method called through its class
+        return instance, args
+
     def _bound(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         signature = self._signature if instance is None else self._unbound
         try:
@@ -158,27 +190,33 @@ class CallKeys:
         bound.apply_defaults()
         return bound
 
-    def local(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
-        """Return the in-process key of a call: its argument values, or what ``key=`` says."""
+    def _values(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        instance, args = self._split(instance, args)
         if self._key is None and self._template is None:
             if kwargs or len(args) != self.arity[instance is not None]:
-                args = tuple(self._bound(instance, args, kwargs).arguments.values())
-            for value in args:
-                if (
-                    type(value) not in _PLAIN
-                    and not _has_own_repr(type(value))
-                    and not (dataclasses.is_dataclass(value) or attrs.has(type(value)))
-                ):
-                    raise _refuse(value, f"{self._name}()")
+                return tuple(self._bound(instance, args, kwargs).arguments.values())
             return args
         if self._template is not None:
             return self._template.format_map(self._bound(instance, args, kwargs).arguments)
         assert self._key is not None
         return ("key", self._key(*args, **kwargs))
 
+    def local(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
+        """Return the in-process key of a call: its argument values, or what ``key=`` says.
+
+        Arguments that cannot be hashed make the key their digest instead.
+        """
+        values = self._values(instance, args, kwargs)
+        try:
+            hash(values)
+        except TypeError:
+            return digest(values, f"{self._name}()")
+        _check(values, f"{self._name}()")
+        return values  # type: ignore[no-any-return]  # hashable, checked above
+
     def shared(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """Return the digest that names a call in a shared backend."""
-        return digest(self.local(instance, args, kwargs), f"{self._name}()")
+        return digest(self._values(instance, args, kwargs), f"{self._name}()")
 
     def tags(
         self, templates: tuple[str, ...], instance: object, args: tuple[Any, ...], kwargs: Any
@@ -186,7 +224,7 @@ class CallKeys:
         """Return *templates* filled in with the call's arguments."""
         if not any("{" in template for template in templates):
             return templates
-        arguments = self._bound(instance, args, kwargs).arguments
+        arguments = self._bound(*self._split(instance, args), kwargs).arguments
         return tuple(template.format_map(arguments) for template in templates)
 
     def check_tags(self, templates: tuple[str, ...]) -> None:

@@ -16,10 +16,11 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import attrs
 
-from .seconds import non_negative_number, non_negative_seconds, positive_seconds
+from .seconds import Seconds, non_negative_number, non_negative_seconds, positive_seconds
 
 __all__ = ["CachePolicy", "Freshness", "judge"]
 
@@ -34,36 +35,39 @@ class Freshness(enum.Enum):
     STALE = "stale"
 
 
-def _ttl(value: object) -> float:
+def _ttl(value: Seconds) -> float:
     return positive_seconds("ttl", value)
 
 
-def _stale_ttl(value: object) -> float:
+def _stale_ttl(value: Seconds) -> float:
     return non_negative_seconds("stale_ttl", value)
 
 
-def _lease_ttl(value: object) -> float:
+def _lease_ttl(value: Seconds) -> float:
     return positive_seconds("lease_ttl", value)
 
 
-def _early_refresh(value: object) -> float:
+def _early_refresh(value: float) -> float:
     return non_negative_number("early_refresh", value)
 
 
-def _maxsize(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+def _maxsize(value: int) -> int:
+    raw: object = value  # typed for callers; checked as whatever arrived
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
         raise ValueError(f"maxsize must be a positive int, e.g. maxsize=1024, not {value!r}")
     return value
 
 
-def _condition(value: object) -> Callable[[object], object] | None:
-    if value is not None and not callable(value):
+def _condition(value: Callable[[Any], object] | None) -> Callable[[Any], object] | None:
+    raw: object = value  # typed for callers; checked as whatever arrived
+    if raw is not None and not callable(raw):
         raise TypeError(f"condition={value!r} must be a callable taking the result, or None")
     return value
 
 
-def _tags(value: object) -> tuple[str, ...]:
-    tags = tuple(value) if isinstance(value, Iterable) and not isinstance(value, str) else None
+def _tags(value: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    raw: object = value  # typed for callers; checked as whatever arrived
+    tags = tuple(raw) if isinstance(raw, Iterable) and not isinstance(raw, str) else None
     if tags is None or not all(isinstance(tag, str) for tag in tags):
         raise TypeError(
             f"tags={value!r} must be a list of strings, e.g. tags=['users'] or "
@@ -72,8 +76,9 @@ def _tags(value: object) -> tuple[str, ...]:
     return tags
 
 
-def _key(value: object) -> object:
-    if value is not None and not isinstance(value, str) and not callable(value):
+def _key(value: str | Callable[..., object] | None) -> str | Callable[..., object] | None:
+    raw: object = value  # typed for callers; checked as whatever arrived
+    if raw is not None and not isinstance(raw, str) and not callable(raw):
         raise TypeError(
             f"key={value!r} must be a template string such as '{{user_id}}' or a callable "
             "taking the function's arguments"
@@ -109,8 +114,8 @@ class CachePolicy:
     maxsize: int = attrs.field(default=1024, converter=_maxsize)
     stale_ttl: float = attrs.field(default=0.0, converter=_stale_ttl)
     early_refresh: float = attrs.field(default=1.0, converter=_early_refresh)
-    key: object = attrs.field(default=None, converter=_key)
-    condition: Callable[[object], object] | None = attrs.field(default=None, converter=_condition)
+    key: str | Callable[..., object] | None = attrs.field(default=None, converter=_key)
+    condition: Callable[[Any], object] | None = attrs.field(default=None, converter=_condition)
     cache_none: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     tags: tuple[str, ...] = attrs.field(default=(), converter=_tags)
     lease_ttl: float = attrs.field(default=10.0, converter=_lease_ttl)
