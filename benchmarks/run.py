@@ -1,31 +1,38 @@
-"""Measure the overhead of `resilient.retry` side by side with the anchor libraries.
+"""Measure `resilient.retry` and `resilient.cached` side by side with the anchor libraries.
 
 Every candidate wraps the same function and is timed in batches, interleaved round-robin with
-the others in one process run; the result is each candidate's cost as a ratio to a bare call of
-the same scenario, because on a shared machine absolute times are noise but ratios measured side
-by side are not. See docs/benchmarks.md for the method and the latest measured table.
+the others in one process run; the result is each candidate's cost as a ratio to a baseline of
+the same scenario (a bare call; for Redis, redis-py doing the same commands by hand), because on
+a shared machine absolute times are noise but ratios measured side by side are not. The Redis
+scenarios start their own `redis-server` (benchmarks/cache.py) and count the commands each
+candidate sends. See docs/benchmarks.md for the method and the latest measured tables.
 
-Run: ``python benchmarks/run.py`` (under a minute), ``--quick`` for a smoke test,
-``--markdown`` for the table as markdown, ``--check`` to exit 1 when a target is missed.
+Run: ``python benchmarks/run.py`` (about a minute), ``--quick`` for a smoke test,
+``--markdown`` for the tables as markdown, ``--check`` to exit 1 when a target is missed,
+``--only retry`` or ``--only cache`` for one half.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import functools
 import gc
 import importlib.metadata
 import inspect
+import itertools
 import os
 import platform
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from typing import Any, NamedTuple, TypeAlias
 
 import backoff
+import cache  # benchmarks/cache.py, beside this file
 import stamina
 import tenacity
 
@@ -144,10 +151,11 @@ def backoff_retry(function: Function) -> Function:
     )(function)
 
 
+RAW = cache.RAW
 RESILIENT = "resilient.retry"
 STACKED = "resilient.retry x2 (stacked)"
 LOOP = "hand-written loop"
-BARE = "bare call"
+BARE = cache.BARE
 BACKOFF = "backoff"
 
 CANDIDATES: dict[str, Decorate] = {
@@ -174,96 +182,22 @@ def disable_logging() -> None:
 
 
 class Scenario(NamedTuple):
-    path: str  # "success" or "failure"
+    """One thing measured: a function, the candidates that decorate it, and their baseline."""
+
+    label: str
     mode: str  # "sync" or "async"
     function: Function
-
-    @property
-    def label(self) -> str:
-        return f"{self.path} {self.mode}"
-
-
-SCENARIOS = (
-    Scenario("success", "sync", succeed),
-    Scenario("success", "async", asucceed),
-    Scenario("failure", "sync", fail),
-    Scenario("failure", "async", afail),
-)
+    candidates: Mapping[str, Decorate]
+    baseline: str  # the candidate every ratio of this scenario is taken to
+    verify: Verify
+    fresh: bool = False  # each call with an argument never used before: a cache miss
+    server: cache.RedisServer | None = None  # when set, count each candidate's commands
 
 
-# Both paths share one batch loop per mode: a try block costs nothing until something raises
-# (CPython 3.11+), so the success path pays nothing for the handler the failure path needs.
+Verify: TypeAlias = Callable[[Scenario, str, asyncio.Runner], None]
 
 
-def sync_batch(function: Function, calls: int) -> int:
-    """Make *calls* calls with the garbage collector off; return the nanoseconds they took."""
-    gc.disable()
-    try:
-        start = time.perf_counter_ns()
-        for _ in range(calls):
-            try:
-                function(1)
-            except ConnectionError:
-                continue
-        return time.perf_counter_ns() - start
-    finally:
-        gc.enable()
-
-
-async def async_batch(function: Callable[[int], Awaitable[Any]], calls: int) -> int:
-    """Await *calls* calls inside the running loop, as sync_batch does."""
-    gc.disable()
-    try:
-        start = time.perf_counter_ns()
-        for _ in range(calls):
-            try:
-                await function(1)
-            except ConnectionError:
-                continue
-        return time.perf_counter_ns() - start
-    finally:
-        gc.enable()
-
-
-class Bench:
-    """One candidate in one scenario: its decorated function, batch size and timings."""
-
-    def __init__(self, scenario: Scenario, name: str, runner: asyncio.Runner) -> None:
-        self.scenario = scenario
-        self.name = name
-        self.function = CANDIDATES[name](scenario.function)
-        self._runner = runner
-        self.calls = 1
-        self.per_call_ns: list[float] = []
-
-    def time_batch(self, calls: int) -> int:
-        gc.collect()  # garbage left by the previous batch is not this one's to pay for
-        if self.scenario.mode == "sync":
-            return sync_batch(self.function, calls)
-        batch: Coroutine[Any, Any, int] = async_batch(self.function, calls)
-        return self._runner.run(batch)
-
-    def calibrate(self, batch_ns: int) -> None:
-        """Warm up, and size the batch so that it takes about *batch_ns*."""
-        calls = 16
-        while (elapsed := self.time_batch(calls)) < batch_ns // 4:
-            calls *= 2
-        self.calls = max(1, calls * batch_ns // max(elapsed, 1))
-        self.time_batch(self.calls)
-
-    def measure(self) -> None:
-        self.per_call_ns.append(self.time_batch(self.calls) / self.calls)
-
-    @property
-    def best_ns(self) -> float:
-        # Other work on a shared machine can only ever add time to a batch, never take it away,
-        # so the fastest of many short batches is the closest estimate of the candidate's own
-        # cost; on a loaded two-core machine it is also far steadier from run to run than the
-        # median (see docs/benchmarks.md).
-        return min(self.per_call_ns)
-
-
-def verify(scenario: Scenario, name: str, runner: asyncio.Runner) -> None:
+def verify_retry(scenario: Scenario, name: str, runner: asyncio.Runner) -> None:
     """Check that the candidate does the same work as the others before timing it.
 
     The success path returns the value after one call; the failing path makes exactly three
@@ -284,7 +218,7 @@ def verify(scenario: Scenario, name: str, runner: asyncio.Runner) -> None:
         return result
 
     counted = acount if scenario.mode == "async" else count
-    decorated = CANDIDATES[name](counted)
+    decorated = scenario.candidates[name](counted)
 
     async def await_call() -> Any:
         return await decorated(7)
@@ -294,44 +228,233 @@ def verify(scenario: Scenario, name: str, runner: asyncio.Runner) -> None:
         outcome = runner.run(await_call()) if scenario.mode == "async" else decorated(7)
     except ConnectionError as exc:
         outcome = exc
-    if scenario.path == "success":
+    if scenario.label.startswith("success"):
         assert outcome == 7, f"{name}: {scenario.label} gave {outcome!r}, not 7"
     else:
         assert isinstance(outcome, ConnectionError), f"{name}: {scenario.label} gave {outcome!r}"
         assert outcome.args == (7,), f"{name}: raised {outcome!r}, not the original exception"
-    expected = ATTEMPTS if scenario.path == "failure" and name != BARE else 1
+    expected = ATTEMPTS if scenario.label.startswith("failure") and name != BARE else 1
     assert calls == expected, f"{name}: {scenario.label} made {calls} calls, not {expected}"
     if name == STACKED:
         wrapper = resilient_stacked(counted)
         assert getattr(wrapper, "__wrapped__", None) is counted, "stacking did not fuse"
 
 
+def verify_cache(scenario: Scenario, name: str, runner: asyncio.Runner) -> None:
+    """Check that the candidate answers like the function and runs it only on a miss."""
+    cache.check_caching(
+        name,
+        scenario.label,
+        scenario.candidates[name],
+        scenario.function,
+        runner,
+        fresh=scenario.fresh,
+    )
+
+
+def retry_scenario(label: str, function: Function) -> Scenario:
+    mode = "async" if inspect.iscoroutinefunction(function) else "sync"
+    return Scenario(label, mode, function, CANDIDATES, BARE, verify_retry)
+
+
+RETRY_SCENARIOS = (
+    retry_scenario("success sync", succeed),
+    retry_scenario("success async", asucceed),
+    retry_scenario("failure sync", fail),
+    retry_scenario("failure async", afail),
+)
+SUCCESS_SYNC, SUCCESS_ASYNC, FAILURE_SYNC, FAILURE_ASYNC = (s.label for s in RETRY_SCENARIOS)
+
+HIT_SYNC, HIT_ASYNC = "hit sync", "hit async"
+REDIS_HIT_SYNC, REDIS_HIT_ASYNC = "redis hit sync", "redis hit async"
+REDIS_MISS_SYNC, REDIS_MISS_ASYNC = "redis miss+set sync", "redis miss+set async"
+
+
+def cache_scenarios(candidates: cache.Candidates, server: cache.RedisServer) -> list[Scenario]:
+    """Return the memory hit scenarios, then the Redis ones on *server*."""
+    redis_sync, redis_async = candidates.redis_sync(), candidates.redis_async()
+    return [
+        Scenario(HIT_SYNC, "sync", succeed, cache.MEMORY_SYNC, BARE, verify_cache),
+        Scenario(HIT_ASYNC, "async", asucceed, candidates.memory_async(), BARE, verify_cache),
+        Scenario(
+            REDIS_HIT_SYNC, "sync", cache.profile, redis_sync, RAW, verify_cache, server=server
+        ),
+        Scenario(
+            REDIS_HIT_ASYNC, "async", cache.aprofile, redis_async, RAW, verify_cache, server=server
+        ),
+        Scenario(
+            REDIS_MISS_SYNC,
+            "sync",
+            cache.profile,
+            redis_sync,
+            RAW,
+            verify_cache,
+            fresh=True,
+            server=server,
+        ),
+        Scenario(
+            REDIS_MISS_ASYNC,
+            "async",
+            cache.aprofile,
+            redis_async,
+            RAW,
+            verify_cache,
+            fresh=True,
+            server=server,
+        ),
+    ]
+
+
+# Every path shares one batch loop per mode: a try block costs nothing until something raises
+# (CPython 3.11+), so the success path pays nothing for the handler the failure path needs, and
+# iterating over the arguments costs every candidate of a scenario alike.
+
+
+def sync_batch(function: Function, arguments: Iterator[int]) -> int:
+    """Call *function* with each argument, the collector off; return the nanoseconds it took."""
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        for argument in arguments:
+            try:
+                function(argument)
+            except ConnectionError:
+                continue
+        return time.perf_counter_ns() - start
+    finally:
+        gc.enable()
+
+
+async def async_batch(function: Callable[[int], Awaitable[Any]], arguments: Iterator[int]) -> int:
+    """Await a call per argument inside the running loop, as sync_batch does."""
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        for argument in arguments:
+            try:
+                await function(argument)
+            except ConnectionError:
+                continue
+        return time.perf_counter_ns() - start
+    finally:
+        gc.enable()
+
+
+# arguments no call has used yet, for scenarios where every call must miss
+FRESH = itertools.count(1_000_000)
+
+# calls made while MONITOR counts a candidate's Redis commands
+COUNTED_CALLS = 20
+
+
+@dataclasses.dataclass
+class Usage:
+    """What a candidate's timed batches cost on the Redis server and in this process."""
+
+    calls: int = 0
+    commands: int = 0  # that the server ran, in Lua scripts too
+    # CPU time per call in each batch, in nanoseconds
+    client_cpu: list[float] = dataclasses.field(default_factory=list)
+    server_cpu: list[float] = dataclasses.field(default_factory=list)
+
+    def add(self, calls: int, cpu_ns: int, before: cache.Snapshot, after: cache.Snapshot) -> None:
+        self.calls += calls
+        self.commands += after.commands_since(before)
+        self.client_cpu.append(cpu_ns / calls)
+        self.server_cpu.append((after.cpu - before.cpu) * 1e9 / calls)
+
+
+class Bench:
+    """One candidate in one scenario: its decorated function, batch size and timings."""
+
+    def __init__(self, scenario: Scenario, name: str, runner: asyncio.Runner) -> None:
+        self.scenario = scenario
+        self.name = name
+        self.function = scenario.candidates[name](scenario.function)
+        self._runner = runner
+        self.calls = 1
+        self.per_call_ns: list[float] = []
+        self.cpu_ns = 0
+        self.commands: cache.Commands | None = None  # sent and run in scripts, from MONITOR
+        # over the timed batches, for Redis scenarios: calls made, commands the server ran,
+        # and the CPU time the server and this process used
+        self.usage = Usage()
+
+    def time_batch(self, calls: int) -> int:
+        """Time a batch of *calls* calls; keep the CPU time it took in ``cpu_ns``."""
+        gc.collect()  # garbage left by the previous batch is not this one's to pay for
+        arguments = (
+            itertools.islice(FRESH, calls) if self.scenario.fresh else itertools.repeat(1, calls)
+        )
+        cpu = time.process_time_ns()
+        if self.scenario.mode == "sync":
+            elapsed = sync_batch(self.function, arguments)
+        else:
+            batch: Coroutine[Any, Any, int] = async_batch(self.function, arguments)
+            elapsed = self._runner.run(batch)
+        self.cpu_ns = time.process_time_ns() - cpu
+        return elapsed
+
+    def calibrate(self, batch_ns: int) -> None:
+        """Warm up, and size the batch so that it takes about *batch_ns*."""
+        calls = 16
+        while (elapsed := self.time_batch(calls)) < batch_ns // 4:
+            calls *= 2
+        self.calls = max(1, calls * batch_ns // max(elapsed, 1))
+        self.time_batch(self.calls)
+        server = self.scenario.server
+        if server is not None:
+            self.commands = server.watch(COUNTED_CALLS, lambda: self.time_batch(COUNTED_CALLS))
+
+    def measure(self) -> None:
+        server = self.scenario.server
+        before = None if server is None else server.snapshot(before=True)
+        self.per_call_ns.append(self.time_batch(self.calls) / self.calls)
+        if server is not None and before is not None:
+            self.usage.add(self.calls, self.cpu_ns, before, server.snapshot(before=False))
+
+    @property
+    def best_ns(self) -> float:
+        # Other work on a shared machine can only ever add time to a batch, never take it away,
+        # so the fastest of many short batches is the closest estimate of the candidate's own
+        # cost; on a loaded two-core machine it is also far steadier from run to run than the
+        # median (see docs/benchmarks.md).
+        return min(self.per_call_ns)
+
+
 # -- running and reporting -----------------------------------------------------------------------
 
 
 class Results(NamedTuple):
+    scenarios: list[Scenario]
     benches: dict[tuple[str, str], Bench]  # (scenario label, candidate) -> bench
 
-    def ratio(self, scenario: Scenario, name: str, to: str = BARE) -> float:
+    def ratio(self, label: str, name: str, to: str | None = None) -> float:
         benches = self.benches
-        return benches[scenario.label, name].best_ns / benches[scenario.label, to].best_ns
+        baseline = to or benches[label, name].scenario.baseline
+        return benches[label, name].best_ns / benches[label, baseline].best_ns
 
-    def noise(self, scenario: Scenario, name: str) -> float:
+    def noise(self, label: str, name: str) -> float:
         """How much slower the median batch was than the fastest: the machine's noise."""
-        bench = self.benches[scenario.label, name]
+        bench = self.benches[label, name]
         return statistics.median(bench.per_call_ns) / bench.best_ns - 1
 
 
-def run(rounds: int, batch_ms: float) -> Results:
+def run(rounds: int, batch_ms: float, runner: asyncio.Runner, scenarios: list[Scenario]) -> Results:
     disable_logging()
     resilient.reset_defaults()  # system clock, no observers, testing mode off
-    with asyncio.Runner() as runner:
-        benches = {}
-        for scenario in SCENARIOS:
-            for name in CANDIDATES:
-                verify(scenario, name, runner)
-                benches[scenario.label, name] = Bench(scenario, name, runner)
-        order = list(benches.values())
+    benches = {}
+    for scenario in scenarios:
+        for name in scenario.candidates:
+            scenario.verify(scenario, name, runner)
+            benches[scenario.label, name] = Bench(scenario, name, runner)
+    order = list(benches.values())
+    # Everything made so far (modules, clients, the decorated functions) lives to the end:
+    # frozen, it is left out of the collection before each batch, which then looks at the
+    # batches' own garbage only (a full collection of it all took 35 ms).
+    gc.collect()
+    gc.freeze()
+    try:
         for bench in order:
             bench.calibrate(int(batch_ms * 1e6))
         # Round-robin: every round times one batch of every candidate in every scenario, so a
@@ -341,31 +464,50 @@ def run(rounds: int, batch_ms: float) -> Results:
             shift = index % len(order)
             for bench in order[shift:] + order[:shift]:
                 bench.measure()
-    return Results(benches)
+    finally:
+        gc.unfreeze()
+    return Results(scenarios, benches)
 
 
 class Target(NamedTuple):
     """A budget: *candidate* costs at most (or at least) *limit* times *baseline*."""
 
-    scenario: Scenario
+    label: str
     candidate: str
     baseline: str
     limit: float
     at_most: bool
 
     def check(self, results: Results) -> tuple[bool, str]:
-        value = results.ratio(self.scenario, self.candidate, to=self.baseline)
+        value = results.ratio(self.label, self.candidate, to=self.baseline)
         holds = value <= self.limit if self.at_most else value >= self.limit
         sign = "<=" if self.at_most else ">="
         return holds, (
-            f"{'PASS' if holds else 'FAIL'}  {self.scenario.label}: {self.candidate} = "
-            f"{value:.1f}x {self.baseline} (target {sign} {self.limit:g}x)"
+            f"{'PASS' if holds else 'FAIL'}  {self.label}: {self.candidate} = "
+            f"{value:.2f}x {self.baseline} (target {sign} {self.limit:g}x)"
         )
 
 
-SUCCESS_SYNC, SUCCESS_ASYNC, FAILURE_SYNC, FAILURE_ASYNC = SCENARIOS
+class CommandTarget(NamedTuple):
+    """A budget of Redis commands: *candidate* sends exactly *commands* per call."""
 
-TARGETS = (
+    label: str
+    candidate: str
+    commands: int
+
+    def check(self, results: Results) -> tuple[bool, str]:
+        counted = results.benches[self.label, self.candidate].commands
+        assert counted is not None, f"{self.label} counts no commands"
+        value = counted.per_call()
+        holds = value == self.commands
+        return holds, (
+            f"{'PASS' if holds else 'FAIL'}  {self.label}: {self.candidate} sends {value:g} "
+            f"command{'' if value == 1 else 's'} per call ({counted.names()}; "
+            f"target {self.commands})"
+        )
+
+
+TARGETS: tuple[Target | CommandTarget, ...] = (
     Target(SUCCESS_SYNC, RESILIENT, BARE, 15, at_most=True),
     Target(SUCCESS_ASYNC, RESILIENT, BARE, 20, at_most=True),
     # "at least 5x faster than backoff, the fastest anchor"
@@ -373,39 +515,47 @@ TARGETS = (
     Target(SUCCESS_ASYNC, BACKOFF, RESILIENT, 5, at_most=False),
     Target(FAILURE_SYNC, RESILIENT, LOOP, 3, at_most=True),
     Target(FAILURE_ASYNC, RESILIENT, LOOP, 3, at_most=True),
+    Target(HIT_SYNC, cache.CACHED, BARE, 9, at_most=True),
+    # "faster than cachetools": its decorator costs more than ours
+    Target(HIT_SYNC, cache.CACHETOOLS_LRU, cache.CACHED, 1, at_most=False),
+    Target(HIT_SYNC, cache.CACHETOOLS_TTL, cache.CACHED, 1, at_most=False),
+    Target(HIT_ASYNC, cache.CACHED, BARE, 15, at_most=True),
+    CommandTarget(REDIS_HIT_SYNC, cache.CACHED, 1),
+    CommandTarget(REDIS_HIT_ASYNC, cache.CACHED, 1),
+    CommandTarget(REDIS_MISS_SYNC, cache.CACHED, 2),
+    CommandTarget(REDIS_MISS_ASYNC, cache.CACHED, 2),
+    Target(REDIS_HIT_SYNC, cache.CACHED, cache.RAW, 1.1, at_most=True),
+    Target(REDIS_HIT_ASYNC, cache.CACHED, cache.RAW, 1.1, at_most=True),
+    Target(REDIS_MISS_SYNC, cache.CACHED, cache.RAW, 1.1, at_most=True),
+    Target(REDIS_MISS_ASYNC, cache.CACHED, cache.RAW, 1.1, at_most=True),
 )
 
 
-def machine() -> str:
-    versions = ", ".join(
-        f"{name} {importlib.metadata.version(name)}"
-        for name in ("resilient", "tenacity", "stamina", "backoff")
-    )
+def machine(server: cache.RedisServer | None) -> str:
+    names = ["resilient", "wrapt", "tenacity", "stamina", "backoff"]
+    if server is not None:
+        names += ["cachetools", "dogpile.cache", "aiocache", "cashews", "redis", "hiredis"]
+    versions = []
+    for name in names:
+        try:
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"no {name}")
+    if server is not None:
+        versions.append(f"redis-server {server.version()}")
     return (
         f"{platform.python_implementation()} {platform.python_version()} on "
-        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs; {versions}"
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs; {', '.join(versions)}"
     )
 
 
-def table(results: Results, *, markdown: bool) -> str:
-    header = ["candidate", *(f"{s.label} (x bare)" for s in SCENARIOS)]
-    rows = [header]
-    for name in CANDIDATES:
-        cells = []
-        for scenario in SCENARIOS:
-            cell = f"{results.ratio(scenario, name):.1f}"
-            if not markdown:
-                cell += f" +{results.noise(scenario, name):.0%}"
-            cells.append(cell)
-        rows.append([name, *cells])
-    # absolute times vary with the machine's load; they are here to put the ratios in scale
-    bare_ns = [f"{results.benches[s.label, BARE].best_ns:.0f} ns" for s in SCENARIOS]
-    rows.append(["(bare call, time per call)", *bare_ns])
+def render(rows: list[list[str]], *, markdown: bool) -> str:
+    """Lay out *rows* (the first one the header) as text columns or a markdown table."""
     if markdown:
         lines = ["| " + " | ".join(row) + " |" for row in rows]
-        lines.insert(1, "|" + "|".join(["---", *["---:"] * len(SCENARIOS)]) + "|")
+        lines.insert(1, "|" + "|".join(["---", *["---:"] * (len(rows[0]) - 1)]) + "|")
         return "\n".join(lines)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(
             cell.ljust(width) if i == 0 else cell.rjust(width)
@@ -415,32 +565,138 @@ def table(results: Results, *, markdown: bool) -> str:
     )
 
 
+def ratio_table(results: Results, labels: list[str], *, markdown: bool) -> str:
+    """The candidates of *labels* as rows, each scenario a column of ratios to its baseline."""
+    names = list(dict.fromkeys(name for (label, name) in results.benches if label in labels))
+    rows = [["candidate", *(f"{label} (x bare)" for label in labels)]]
+    for name in names:
+        cells = []
+        for label in labels:
+            if (label, name) not in results.benches:
+                cells.append("-")
+                continue
+            cell = f"{results.ratio(label, name):.1f}"
+            if not markdown:
+                cell += f" +{results.noise(label, name):.0%}"
+            cells.append(cell)
+        rows.append([name, *cells])
+    # absolute times vary with the machine's load; they are here to put the ratios in scale
+    bare_ns = [f"{results.benches[label, BARE].best_ns:.0f} ns" for label in labels]
+    rows.append(["(bare call, time per call)", *bare_ns])
+    return render(rows, markdown=markdown)
+
+
+def redis_table(results: Results, labels: list[str], *, markdown: bool) -> str:
+    """One row per Redis scenario and candidate: its ratio, time and commands per call."""
+    rows = [
+        [
+            "scenario: candidate",
+            "x raw redis-py",
+            "time per call",
+            "CPU per call: here / Redis",
+            "commands sent per call",
+            "commands Redis ran per call",
+        ]
+    ]
+    for (label, name), bench in results.benches.items():
+        if label not in labels:
+            continue
+        usage, commands = bench.usage, bench.commands
+        assert commands is not None
+        ratio = f"{results.ratio(label, name):.2f}"
+        if not markdown:
+            ratio += f" +{results.noise(label, name):.0%}"
+        client_us, server_us = min(usage.client_cpu) / 1000, min(usage.server_cpu) / 1000
+        rows.append(
+            [
+                f"{label}: {name}",
+                ratio,
+                f"{bench.best_ns / 1000:.0f} us",
+                f"{client_us:.0f} / {server_us:.0f} us",
+                f"{commands.per_call():g} ({commands.names()})",
+                f"{usage.commands / usage.calls:.1f}",
+            ]
+        )
+    return render(rows, markdown=markdown)
+
+
+def report(results: Results, *, markdown: bool) -> list[str]:
+    """Return the tables for the scenarios that ran, each with a heading line."""
+    ran = [scenario.label for scenario in results.scenarios]
+    retry = [label for label in ran if label in {s.label for s in RETRY_SCENARIOS}]
+    memory = [label for label in ran if label in (HIT_SYNC, HIT_ASYNC)]
+    redis = [label for label in ran if label.startswith("redis")]
+    heading = "### " if markdown else "== "
+    parts = []
+    if retry:
+        parts.append(f"{heading}retry\n\n{ratio_table(results, retry, markdown=markdown)}")
+    if memory:
+        parts.append(
+            f"{heading}memory cache hit\n\n{ratio_table(results, memory, markdown=markdown)}"
+        )
+    if redis:
+        parts.append(f"{heading}Redis cache\n\n{redis_table(results, redis, markdown=markdown)}")
+    return parts
+
+
+def info(results: Results) -> list[str]:
+    """Return the figures that explain the targets' figures."""
+    lines = []
+    for label in (SUCCESS_SYNC, SUCCESS_ASYNC):
+        if (label, STACKED) in results.benches:
+            stacked = results.ratio(label, STACKED, to=RESILIENT)
+            lines.append(f"info  {label}: {STACKED} = {stacked:.2f}x {RESILIENT}")
+    for label in (HIT_SYNC, HIT_ASYNC):
+        if (label, cache.CACHED) in results.benches:
+            floor = results.ratio(label, cache.WRAPPER)
+            lines.append(
+                f"info  {label}: {cache.CACHED} = {results.ratio(label, cache.CACHED):.2f}x "
+                f"{BARE}, of which {cache.WRAPPER} = {floor:.2f}x"
+            )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few short rounds: a smoke test")
-    parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    parser.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument("--rounds", type=int, help="rounds of batches (default 40; quick 3)")
+    parser.add_argument("--only", choices=["retry", "cache"], help="run one half only")
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 40)
     batch_ms = 2.0 if args.quick else 10.0
 
-    print(f"{machine()}\n{rounds} rounds, batches of ~{batch_ms:g} ms, fastest batch per candidate")
-    if not args.markdown:
-        print("(+N%: how much slower the median batch was, i.e. the machine's noise)")
-    print()
-    results = run(rounds, batch_ms)
-    print(table(results, markdown=args.markdown))
-    print()
+    with contextlib.ExitStack() as stack:
+        server = None
+        if args.only != "retry":
+            try:
+                server = stack.enter_context(cache.RedisServer())
+            except cache.RedisUnavailableError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        print(f"{machine(server)}\n{rounds} rounds, batches of ~{batch_ms:g} ms, fastest batch")
+        if not args.markdown:
+            print("(+N%: how much slower the median batch was, i.e. the machine's noise)")
+        print()
+        runner = stack.enter_context(asyncio.Runner())
+        scenarios = [] if args.only == "cache" else list(RETRY_SCENARIOS)
+        if server is not None:
+            candidates = cache.Candidates(server.url)
+            stack.callback(candidates.close, runner)
+            scenarios += cache_scenarios(candidates, server)
+        results = run(rounds, batch_ms, runner, scenarios)
+    for part in report(results, markdown=args.markdown):
+        print(part, end="\n\n")
     bullet = "- " if args.markdown else ""
-    for scenario in (SUCCESS_SYNC, SUCCESS_ASYNC):
-        stacked = results.ratio(scenario, STACKED, to=RESILIENT)
-        print(f"{bullet}info  {scenario.label}: {STACKED} = {stacked:.2f}x {RESILIENT}")
+    for line in info(results):
+        print(bullet + line)
     missed = 0
     for target in TARGETS:
-        holds, line = target.check(results)
-        missed += not holds
-        print(bullet + line)
+        if (target.label, target.candidate) in results.benches:
+            holds, line = target.check(results)
+            missed += not holds
+            print(bullet + line)
     return 1 if args.check and missed else 0
 
 
