@@ -540,10 +540,10 @@ class RedisBackend:
         watchers = None if sentinel_options is None else dict(sentinel_options)
 
         def open_sync() -> _SyncOpened:
-            sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]  # unannotated
+            sentinel = redis.sentinel.Sentinel(
                 addresses, sentinel_kwargs=watchers, retry=_sync_retry(retries), **options
             )
-            client: redis.Redis = sentinel.master_for(service_name)  # type: ignore[no-untyped-call]  # unannotated
+            client: redis.Redis = sentinel.master_for(service_name)
 
             def close() -> None:
                 client.close()
@@ -553,7 +553,7 @@ class RedisBackend:
             return client, close
 
         def open_async() -> _AsyncOpened:
-            sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]  # unannotated
+            sentinel = redis.asyncio.sentinel.Sentinel(
                 addresses, sentinel_kwargs=watchers, retry=_async_retry(retries), **options
             )
             client = sentinel.master_for(service_name)
@@ -640,7 +640,7 @@ class RedisBackend:
         if wait is None or wait <= 0:
             return
         deadline = time.monotonic() + wait
-        pubsub = client.pubsub()  # type: ignore[no-untyped-call]  # unannotated
+        pubsub = client.pubsub()
         try:
             if self._cluster:
                 pubsub.ssubscribe(key + _RELEASED)
@@ -750,7 +750,7 @@ class RedisBackend:
         try:
             if self._cluster:
                 await pubsub.ssubscribe(key + _RELEASED)
-                read = pubsub.get_sharded_message  # type: ignore[attr-defined]  # a ClusterPubSub
+                read = pubsub.get_sharded_message
             else:
                 await pubsub.subscribe(key + _RELEASED)
                 read = pubsub.get_message
@@ -760,7 +760,7 @@ class RedisBackend:
             if wait is not None:
                 await _alisten(read, min(deadline, time.monotonic() + wait), _WOKEN)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated
+            await pubsub.aclose()
 
     async def adelete(self, keys: Sequence[str]) -> int:
         """Delete values (see :meth:`delete`)."""
