@@ -12,6 +12,13 @@
 # - Fail open: a backend error never reaches the caller. The call runs the function and
 #   returns its value; after three failures in a row the backend is skipped for a short
 #   cool-down, then probed again; one BackendFailed event per second per cache at most.
+# - Local tier (`local_ttl=`, shared backends only): a fresh value read from the backend is
+#   also kept in a region of this process (a _Local), answered by the memory hit path until
+#   `local_ttl` passes or its freshness would end. Invalidations delete in the backend first,
+#   then drop the names from this process's regions and publish them (Broadcaster) to the
+#   others. A region admits a value only while its subscription is live and no message
+#   arrived since the read began (its generation is unchanged), so an invalidation racing a
+#   read never leaves the old value behind; a lost subscription empties the region.
 # - An entry stores `(value, fresh_until or 0.0, delta)` in memory and `(value, delta)` in a
 #   shared backend (whose TTL says how fresh it is); delta is how long the value took to
 #   compute, for early refresh (_core/cache.py).
@@ -23,6 +30,8 @@ import itertools
 import os
 import random
 import secrets
+import threading
+import weakref
 from collections.abc import Callable, Coroutine, Hashable
 from datetime import timedelta
 from functools import partial
@@ -51,7 +60,7 @@ from ._keys import CallKeys, digest
 from .backends._types import Claim, Fetched
 from .backends.memory import LruStore, MemoryBackend
 from .events import BackendFailed, CacheHit, CacheMissed, CacheRefreshed, CacheStaleServed
-from .typing import Backend
+from .typing import Backend, Broadcaster, Subscription
 
 __all__ = [
     "CacheOptions",
@@ -128,6 +137,7 @@ class CacheOptions(TypedDict, total=False):
     tags: list[str] | tuple[str, ...]
     lease_ttl: float | timedelta
     backend: Backend | None
+    local_ttl: float | timedelta | None
     name: str | None
 
 
@@ -179,6 +189,73 @@ def _tag_index(namespace: str, tag: str) -> str:
     return f"{namespace}:cache-tag:{digest(tag, 'tag')}"
 
 
+def _channel(namespace: str) -> str:
+    """The channel on which a namespace's invalidations reach every process's local tier."""
+    return f"{namespace}:cache:invalidated"
+
+
+class _Local:
+    """A cache's local tier in front of one shared backend: a region and its subscription.
+
+    Messages name entries to drop: the shared keys, "all" indexes and tag indexes the
+    entries were stored under, which the region indexes them by too.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "backend",
+        "generation",
+        "lock",
+        "namespace",
+        "store",
+        "subscription",
+    )
+
+    def __init__(self, backend: Broadcaster, namespace: str, maxsize: int) -> None:
+        self.backend = backend
+        self.namespace = namespace
+        self.store = LruStore(maxsize)
+        self.generation = 0  # messages heard; an admission checks none came since its read
+        self.lock = threading.Lock()
+        self.subscription: Subscription = backend.subscribe(_channel(namespace), self.heard)
+        _LOCALS.add(self)
+
+    def heard(self, message: str | None) -> None:
+        """Drop the entries *message* names; on None (messages may be lost), every entry."""
+        with self.lock:
+            self.generation += 1
+            if message is None:
+                self.store.clear()
+            else:
+                self.store.purge(message.split(), DEFAULTS.clock.monotonic())
+
+    def admit(
+        self,
+        key: Hashable,
+        entry: tuple[object, float, float],
+        life: float,
+        indexes: tuple[str, ...],
+        generation: int,
+    ) -> None:
+        """Keep *entry* for *life* seconds, unless a message arrived since *generation*."""
+        with self.lock:
+            if generation == self.generation and self.subscription.live:
+                now = DEFAULTS.clock.monotonic()
+                self.store.put(key, entry, ttl=life, indexes=indexes, token=None, now=now)
+
+
+# every local tier of this process, to tell of this process's own invalidations and to empty
+# in a forked child (which has no subscription thread: its caches subscribe anew)
+_LOCALS: weakref.WeakSet[_Local] = weakref.WeakSet()
+
+
+def _heard_here(backend: object, namespace: str, message: str) -> None:
+    """Drop what *message* names from every local tier of this process on *backend*."""
+    for local in list(_LOCALS):
+        if local.backend is backend and local.namespace == namespace:
+            local.heard(message)
+
+
 class _CachedCall:
     """The cache of one decorated function: its keys, flights, regions and health."""
 
@@ -189,10 +266,13 @@ class _CachedCall:
         self.inner = inner
         self.flights = Flights()
         self.health = _Health()
-        # the MemoryBackend and namespace last used, and this function's region in them
-        self.memory: MemoryBackend | None = None
+        # the backend and namespace last used whose values this process holds in `region`:
+        # a MemoryBackend, or a shared backend with the local tier `local` in front of it
+        self.memory: object = None
         self.namespace: str | None = None
         self.region: LruStore | None = None
+        self.local: _Local | None = None
+        self.local_lock = threading.Lock()
         # keys whose last refresh raised (bounded like the region), for stale-if-error events
         self.refresh_failures: dict[Hashable, None] = {}
 
@@ -265,7 +345,11 @@ class _CachedCall:
         shared = (
             f"{namespace}:cache:{self._safe_name}:{{{self.keys.shared(instance, args, kwargs)}}}"
         )
-        return self._from_backend(shared, (self._all_index(namespace), *indexes))
+        indexes = (self._all_index(namespace), *indexes)
+        if self.policy.local_ttl is None:
+            return self._from_backend(shared, indexes, None)
+        near = (self._local(backend, namespace), self.keys.local(instance, args, kwargs))
+        return self._from_backend(shared, indexes, near)
 
     @property
     def _safe_name(self) -> str:
@@ -279,6 +363,31 @@ class _CachedCall:
         if namespace is DEFAULTS.namespace:
             self.memory, self.namespace, self.region = backend, namespace, store
         return store
+
+    def _local(self, backend: object, namespace: str) -> _Local:
+        local = self.local
+        if local is None or local.backend is not backend or local.namespace != namespace:
+            if not isinstance(backend, Broadcaster):
+                raise TypeError(
+                    f"@cached(local_ttl=...) on {self.name}: {backend!r} cannot tell other "
+                    "processes of invalidations (it is no resilient.typing.Broadcaster), so "
+                    "their local copies would go stale; drop local_ttl= or use RedisBackend"
+                )
+            with self.local_lock:
+                local = self.local
+                if local is None or local.backend is not backend or local.namespace != namespace:
+                    if local is not None:
+                        local.subscription.close()
+                    local = self.local = _Local(backend, namespace, self.policy.maxsize)
+                    _LOCAL_CACHES.add(self)
+        if namespace is DEFAULTS.namespace:
+            self.memory, self.namespace, self.region = backend, namespace, local.store
+        return local
+
+    def _forget_local(self) -> None:
+        # in a forked child: the parent's copies are heard of by no thread here
+        self.local_lock = threading.Lock()
+        self.local = self.region = self.memory = self.namespace = None
 
     def _from_memory(self, store: LruStore, key: Hashable, indexes: tuple[str, ...]) -> Procedure:
         clock = DEFAULTS.clock
@@ -338,7 +447,9 @@ class _CachedCall:
         self._refreshed(key, start, None)
         return None
 
-    def _from_backend(self, key: str, indexes: tuple[str, ...]) -> Procedure:
+    def _from_backend(
+        self, key: str, indexes: tuple[str, ...], near: tuple[_Local, Hashable] | None
+    ) -> Procedure:
         clock = DEFAULTS.clock
         while True:
             flight, leads = self.flights.join(key)
@@ -348,18 +459,21 @@ class _CachedCall:
             if not flight.abandoned:
                 return self._followed(flight, clock.monotonic())
         try:
-            value, status = yield from self._lead(key, indexes)
+            value, status = yield from self._lead(key, indexes, near)
         except BaseException as exc:
             self.flights.land(key, flight, error=exc)
             raise
         self.flights.land(key, flight, value=value, extra=status)
         return value
 
-    def _lead(self, key: str, indexes: tuple[str, ...]) -> Procedure:
+    def _lead(
+        self, key: str, indexes: tuple[str, ...], near: tuple[_Local, Hashable] | None
+    ) -> Procedure:
         clock = DEFAULTS.clock
         start = clock.monotonic()
         if start < self.health.skip_until:
             return (yield from self._bypass())
+        generation = -1 if near is None else near[0].generation  # before the read
         claim = Claim(_new_token(), self.policy.lease_ttl, self.policy.stale_ttl)
         while True:
             try:
@@ -379,9 +493,29 @@ class _CachedCall:
                         yield Spawn(self._refresh_backend(key, indexes, token, refresh))
                     elif fetched.claimed:  # a refresh runs here already: let it own the key
                         yield from self._release(key, claim.token)
+                elif near is not None:
+                    self._keep_near(
+                        near,
+                        key,
+                        indexes,
+                        value=value,
+                        fresh_left=fetched.ttl - self.policy.stale_ttl,
+                        delta=delta,
+                        generation=generation,
+                    )
                 return self._served(key, value, verdict), _served_status(verdict)
             if fetched.claimed:
                 value = yield from self._fill(key, indexes, claim.token, start)
+                if near is not None and self.policy.stores(value):
+                    self._keep_near(
+                        near,
+                        key,
+                        indexes,
+                        value=value,
+                        fresh_left=self.policy.ttl,
+                        delta=clock.monotonic() - start,
+                        generation=generation,
+                    )
                 return self._missed(value, start), CacheStatus.MISS
             if clock.monotonic() - start >= self.policy.lease_ttl:
                 # the filler outlived its lease without storing: compute rather than wait on
@@ -392,6 +526,23 @@ class _CachedCall:
             except Exception as exc:
                 self._failed("wait", exc)
                 return (yield from self._bypass())
+
+    def _keep_near(
+        self,
+        near: tuple[_Local, Hashable],
+        key: str,
+        indexes: tuple[str, ...],
+        *,
+        value: object,
+        fresh_left: float,
+        delta: float,
+        generation: int,
+    ) -> None:
+        local, local_key = near
+        life = self.policy.local_life(fresh_left, float(delta))
+        if life > 0:
+            fresh_until = DEFAULTS.clock.monotonic() + life
+            local.admit(local_key, (value, fresh_until, delta), life, (key, *indexes), generation)
 
     def _fill(self, key: str, indexes: tuple[str, ...], token: str, start: float) -> Procedure:
         try:
@@ -557,10 +708,16 @@ class _CachedCall:
                 store.delete([self.keys.local(instance, args, kwargs)], DEFAULTS.clock.monotonic())
             return None
         if args is None:
-            yield Op("purge", ([self._all_index(namespace)],), {})
+            names = [self._all_index(namespace)]
+            yield Op("purge", (names,), {})
         else:
             digest_ = self.keys.shared(instance, args, kwargs)
-            yield Op("delete", ([f"{namespace}:cache:{self._safe_name}:{{{digest_}}}"],), {})
+            names = [f"{namespace}:cache:{self._safe_name}:{{{digest_}}}"]
+            yield Op("delete", (names,), {})
+        if isinstance(backend, Broadcaster):
+            message = " ".join(names)
+            _heard_here(backend, namespace, message)
+            yield Op("publish", (_channel(namespace), message), {})
         return None
 
 
@@ -586,6 +743,19 @@ class _Tokens:
 
 _new_token = _Tokens()
 os.register_at_fork(after_in_child=_new_token.reset)
+
+# the caches with a local tier, to drop it in a forked child
+_LOCAL_CACHES: weakref.WeakSet[_CachedCall] = weakref.WeakSet()
+
+
+def _forget_locals() -> None:
+    for cache in list(_LOCAL_CACHES):
+        cache._forget_local()
+    _LOCAL_CACHES.clear()
+    _LOCALS.clear()
+
+
+os.register_at_fork(after_in_child=_forget_locals)
 
 
 def _served_status(verdict: Freshness) -> CacheStatus:
@@ -713,6 +883,17 @@ def cached(
             f"backend={policy.backend!r} is not a backend: it needs the methods of "
             "resilient.typing.Backend"
         )
+    if policy.local_ttl is not None and policy.backend is not None:
+        if isinstance(policy.backend, MemoryBackend):
+            raise ValueError(
+                "local_ttl= keeps local copies of a shared backend's values, and a "
+                "MemoryBackend is local already: drop local_ttl="
+            )
+        if not isinstance(policy.backend, Broadcaster):
+            raise TypeError(
+                f"local_ttl= needs a backend that tells every process of invalidations (a "
+                f"resilient.typing.Broadcaster, such as RedisBackend); {policy.backend!r} is not"
+            )
     if policy.name is not None:
         check_namespace(policy.name.replace(":", "."))
     return cast("_CacheDecorator", Decorator(_CacheLayer(policy), "@cached"))
@@ -726,12 +907,22 @@ def invalidate_tags(*tags: str, backend: Backend | None = None) -> int:
         backend: Where to invalidate; by default the configured backend.
     """
     target = backend or DEFAULTS.backend
-    indexes = [_tag_index(DEFAULTS.namespace, tag) for tag in tags]
-    return int(target.purge(indexes))
+    namespace = DEFAULTS.namespace
+    indexes = [_tag_index(namespace, tag) for tag in tags]
+    count = int(target.purge(indexes))
+    if isinstance(target, Broadcaster):
+        _heard_here(target, namespace, " ".join(indexes))
+        target.publish(_channel(namespace), " ".join(indexes))
+    return count
 
 
 async def ainvalidate_tags(*tags: str, backend: Backend | None = None) -> int:
     """Drop every value stored under any of *tags*, from async code; return how many."""
     target: Any = backend or DEFAULTS.backend
-    indexes = [_tag_index(DEFAULTS.namespace, tag) for tag in tags]
-    return int(await target.apurge(indexes))
+    namespace = DEFAULTS.namespace
+    indexes = [_tag_index(namespace, tag) for tag in tags]
+    count = int(await target.apurge(indexes))
+    if isinstance(target, Broadcaster):
+        _heard_here(target, namespace, " ".join(indexes))
+        await target.apublish(_channel(namespace), " ".join(indexes))
+    return count

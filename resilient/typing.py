@@ -17,11 +17,13 @@ if TYPE_CHECKING:
 __all__ = [
     "AsyncBackend",
     "Backend",
+    "Broadcaster",
     "Clock",
     "ExceptionPredicate",
     "ExceptionTypes",
     "Observer",
     "ResultPredicate",
+    "Subscription",
     "Wait",
 ]
 
@@ -171,3 +173,46 @@ class AsyncBackend(Protocol):
 
     async def apurge(self, indexes: Sequence[str]) -> int:
         """Delete every value under *indexes* (see :meth:`Backend.purge`)."""
+
+
+@runtime_checkable
+class Subscription(Protocol):
+    """A listener's hold on a channel; see :meth:`Broadcaster.subscribe`."""
+
+    @property
+    def live(self) -> bool:
+        """Whether every message published on the channel from now on will be delivered.
+
+        False until the subscription is confirmed, and from the moment it may have missed a
+        message (a lost connection) until it is confirmed again; the listener is called with
+        ``None`` in between.
+        """
+
+    def close(self) -> None:
+        """Stop delivering messages to the listener; closing twice does nothing."""
+
+
+@runtime_checkable
+class Broadcaster(Protocol):
+    """Messages to every process using a shared backend: what keeps local copies coherent.
+
+    Optional: a backend implements it beside :class:`Backend` when it can reach every process
+    that uses it. ``@cached(local_ttl=...)`` needs it, to tell every process's in-memory tier
+    of an invalidation. :class:`resilient.backends.RedisBackend` implements it with Redis
+    pub/sub.
+    """
+
+    def publish(self, channel: str, message: str) -> None:
+        """Deliver *message* to every live subscription of *channel*, in every process."""
+
+    async def apublish(self, channel: str, message: str) -> None:
+        """Deliver *message* (see :meth:`publish`), from async code."""
+
+    def subscribe(self, channel: str, listener: Callable[[str | None], object]) -> Subscription:
+        """Call *listener* with each message published on *channel* from now on.
+
+        The listener runs in a background thread the backend owns, and must be quick. It is
+        called with ``None`` whenever messages may have been missed (the connection was lost
+        or the subscription is being made again), so that it can drop what it derived from
+        them. Nothing connects before the first subscription.
+        """

@@ -31,7 +31,9 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+import uuid
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, Self
 
@@ -51,6 +53,7 @@ __all__ = [
     "RedisServerDiedError",
     "RedisStartTimeoutError",
     "SentinelSetup",
+    "commands_sent",
     "find_redis_binary",
 ]
 
@@ -819,3 +822,27 @@ def _reset(writer: asyncio.StreamWriter) -> None:
 
 FaultProxyFactory = Callable[[int], FaultProxy]
 """The `fault_proxy` fixture: `fault_proxy(port)` is a started proxy in front of 127.0.0.1:port."""
+
+
+@contextmanager
+def commands_sent(url: str) -> Iterator[list[str]]:
+    """Collect the names of the commands clients send during the block (not those scripts run).
+
+    The list fills when the block ends: MONITOR reports every command in the order the server
+    ran it, and a marker sent last tells where the block's commands end.
+    """
+    watcher = redis.Redis.from_url(url, decode_responses=True)
+    marking = redis.Redis.from_url(url, single_connection_client=True)
+    names: list[str] = []
+    try:
+        marking.ping()  # connect now: its handshake must not show in the block
+        with watcher.monitor() as monitor:  # type: ignore[no-untyped-call]  # redis-py's own
+            yield names
+            marker = f"end-of-block-{uuid.uuid4().hex}"
+            marking.echo(marker)
+            while marker not in (seen := monitor.next_command())["command"]:
+                if seen["client_type"] != "lua":
+                    names.append(seen["command"].split(" ", 1)[0].upper())
+    finally:
+        marking.close()
+        watcher.close()

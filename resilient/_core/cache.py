@@ -47,6 +47,10 @@ def _lease_ttl(value: Seconds) -> float:
     return positive_seconds("lease_ttl", value)
 
 
+def _local_ttl(value: Seconds | None) -> float | None:
+    return None if value is None else positive_seconds("local_ttl", value)
+
+
 def _early_refresh(value: float) -> float:
     return non_negative_number("early_refresh", value)
 
@@ -107,6 +111,10 @@ class CachePolicy:
         lease_ttl: Seconds another process waits for the one computing a missing value before
             computing it too (so a crashed process frees the key).
         backend: Where entries live; by default the configured backend.
+        local_ttl: With a shared backend, also keep each value read from it in this
+            process's memory for up to this many seconds (never past its freshness), so that
+            repeated calls cost no round trip; invalidations reach every process's copy.
+            ``None`` (the default) keeps no local copy.
         name: The cache's name in keys and events; by default the function's qualified name.
     """
 
@@ -120,6 +128,7 @@ class CachePolicy:
     tags: tuple[str, ...] = attrs.field(default=(), converter=_tags)
     lease_ttl: float = attrs.field(default=10.0, converter=_lease_ttl)
     backend: object = None
+    local_ttl: float | None = attrs.field(default=None, converter=_local_ttl)
     name: str | None = None
 
     @property
@@ -130,6 +139,15 @@ class CachePolicy:
     def early_horizon(self, delta: float) -> float:
         """Seconds before the end of freshness from which an early refresh may start."""
         return delta * self.early_refresh * _HORIZON
+
+    def local_life(self, fresh_left: float, delta: float) -> float:
+        """Seconds a value with *fresh_left* seconds of freshness may live in the local tier.
+
+        Never past the point where an early refresh may start, so that the local tier only
+        ever answers what the shared backend would answer as plainly fresh.
+        """
+        assert self.local_ttl is not None
+        return min(self.local_ttl, fresh_left - self.early_horizon(delta))
 
     def stores(self, value: object) -> bool:
         """Whether *value*, just returned by the function, should be stored."""

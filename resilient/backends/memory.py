@@ -44,7 +44,7 @@ class LruStore:
     clock's monotonic scale. Keys are any hashable values.
     """
 
-    __slots__ = ("_claims", "_indexes", "_lock", "data", "maxsize")
+    __slots__ = ("_claims", "_index_limit", "_indexes", "_lock", "data", "maxsize")
 
     def __init__(self, maxsize: int) -> None:
         if isinstance(maxsize, bool) or maxsize < 1:
@@ -54,6 +54,7 @@ class LruStore:
         self._lock = Lock()
         self._claims: dict[Hashable, _Held] = {}
         self._indexes: dict[str, dict[Hashable, float]] = {}
+        self._index_limit = 4 * maxsize
 
     def get(self, key: Hashable, claim: Claim | None, now: float) -> Fetched:
         """Read *key* at *now*; with *claim*, take the claim if it is free and due."""
@@ -104,6 +105,8 @@ class LruStore:
                 index[key] = expires_at
                 if len(index) > 2 * self.maxsize:
                     self._prune(index, now)
+            if len(self._indexes) > self._index_limit:
+                self._prune_indexes(now)
             if token is not None:
                 self._release(key, token)
 
@@ -158,6 +161,18 @@ class LruStore:
     def _prune(self, index: dict[Hashable, float], now: float) -> None:
         for key in [key for key, expires_at in index.items() if expires_at <= now]:
             del index[key]
+
+    def _prune_indexes(self, now: float) -> None:
+        # Per-call tags ("user:{user_id}") make an index per value: drop the members that
+        # expired or were evicted, and the indexes left empty, so that the indexes stay as
+        # many as the values alive. The next prune waits until they have doubled again.
+        data = self.data
+        for name, index in list(self._indexes.items()):
+            for key in [key for key in index if key not in data or data[key][1] <= now]:
+                del index[key]
+            if not index:
+                del self._indexes[name]
+        self._index_limit = max(4 * self.maxsize, 2 * len(self._indexes))
 
 
 class MemoryBackend:

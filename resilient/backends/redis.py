@@ -50,7 +50,9 @@ from .._config import DEFAULTS
 from .._drive import emit
 from ..events import StoredValueRejected
 from ..exceptions import CodecError
+from ..typing import Subscription
 from . import _lua
+from ._pubsub import Hub
 from ._types import MISS, Claim, Fetched
 from .codec import Codec
 
@@ -375,6 +377,7 @@ class RedisBackend:
         self._close_sync: Callable[[], None] | None = None
         self._loops: _LoopClients | None = None
         self._lock = threading.Lock()
+        self._hub = Hub(lambda: self._sync().pubsub(), name)
 
     @classmethod
     def _built(
@@ -573,9 +576,11 @@ class RedisBackend:
     def close(self) -> None:
         """Close the sync client the backend built, if any; a later call builds a new one.
 
-        Clients passed to the constructor are left open. asyncio clients are closed by
+        Also ends every subscription (see :meth:`subscribe`) and stops its thread. Clients
+        passed to the constructor are left open. asyncio clients are closed by
         :meth:`aclose` or when their event loop shuts down.
         """
+        self._hub.close()
         with self._lock:
             close, self._close_sync = self._close_sync, None
             if close is not None:
@@ -702,7 +707,36 @@ class RedisBackend:
                     break
         return deleted
 
+    def publish(self, channel: str, message: str) -> None:
+        """Send *message* to every subscriber of *channel*, in every process (one command).
+
+        See :class:`resilient.typing.Broadcaster`. On Cluster the message reaches the
+        subscribers of every node.
+        """
+        self._sync().publish(channel, message)
+
+    def subscribe(self, channel: str, listener: Callable[[str | None], object]) -> Subscription:
+        """Call *listener* with every message published on *channel* from now on.
+
+        One background thread per backend serves every subscription over one pub/sub
+        connection of the sync client (so a backend built from an asyncio client alone
+        cannot subscribe). It pings the server every second, and a connection that does not
+        answer for 3 s counts as lost: the subscriptions stop being live and their listeners
+        hear ``None``, then it connects again. See :class:`resilient.typing.Broadcaster`.
+        """
+        if self._client is None and self._open_sync is None:
+            raise TypeError(
+                f"{self!r} has no sync client, which its subscriptions' thread needs: pass "
+                "client= too, or build the backend with RedisBackend.from_url(url)"
+            )
+        return self._hub.subscribe(channel, listener)
+
     # async primitives: the same steps, awaited -----------------------------------------------
+
+    async def apublish(self, channel: str, message: str) -> None:
+        """Send *message* to every subscriber of *channel* (see :meth:`publish`)."""
+        client = await self._async()
+        await client.publish(channel, message)
 
     async def aget(self, key: str, *, claim: Claim | None = None) -> Fetched:
         """Read *key* (see :meth:`get`)."""

@@ -9,14 +9,13 @@ import hashlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import redis
 import redis.asyncio
 from redis.cluster import ClusterNode, RedisCluster
-from redis_infra import FaultProxyFactory, RedisClusterProcesses, RedisServer
+from redis_infra import FaultProxyFactory, RedisClusterProcesses, RedisServer, commands_sent
 
 from resilient.backends import Claim, Fetched, _lua
 from resilient.backends.codec import Codec
@@ -54,30 +53,6 @@ def admin(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     client.close()
-
-
-@contextmanager
-def commands_sent(url: str) -> Iterator[list[str]]:
-    """Collect the names of the commands clients send during the block (not those scripts run).
-
-    The list fills when the block ends: MONITOR reports every command in the order the server
-    ran it, and a marker sent last tells where the block's commands end.
-    """
-    watcher = redis.Redis.from_url(url, decode_responses=True)
-    marking = redis.Redis.from_url(url, single_connection_client=True)
-    names: list[str] = []
-    try:
-        marking.ping()  # connect now: its handshake must not show in the block
-        with watcher.monitor() as monitor:  # type: ignore[no-untyped-call]  # redis-py's own
-            yield names
-            marker = f"end-of-block-{uuid.uuid4().hex}"
-            marking.echo(marker)
-            while marker not in (seen := monitor.next_command())["command"]:
-                if seen["client_type"] != "lua":
-                    names.append(seen["command"].split(" ", 1)[0].upper())
-    finally:
-        marking.close()
-        watcher.close()
 
 
 # commands per primitive ------------------------------------------------------------------------
