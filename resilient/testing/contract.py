@@ -43,7 +43,7 @@ import pytest
 
 from ..backends._types import Claim, Fetched
 
-__all__ = ["BackendContract"]
+__all__ = ["BackendContract", "BroadcasterContract"]
 
 _ASYNC_NAMES: Final = {
     "get": "aget",
@@ -443,3 +443,108 @@ class BackendContract:
             primitives.put(self.key(), "short", ttl=_SHORT_TTL, indexes=[index])
         _pause(_PAST_SHORT_TTL)
         assert primitives.purge([index]) == 0
+
+
+class _Heard:
+    """A listener recording what it hears, which a check can wait on."""
+
+    def __init__(self) -> None:
+        self.messages: list[str | None] = []
+        self._changed = threading.Condition()
+
+    def __call__(self, message: str | None) -> None:
+        with self._changed:
+            self.messages.append(message)
+            self._changed.notify_all()
+
+    def wait_for(self, message: str) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: message in self.messages, _HANG)
+
+
+def _until_live(subscription: Any) -> None:
+    deadline = time.monotonic() + _HANG
+    while not subscription.live:
+        assert time.monotonic() < deadline, f"{subscription!r} never became live"
+        _pause(0.005)
+
+
+class BroadcasterContract:
+    """The checks of :class:`resilient.typing.Broadcaster`, for backends that implement it.
+
+    Subclass it beside :class:`BackendContract`, with the same ``backend`` fixture. Each
+    check publishes through the sync and the async method (``publish`` and ``apublish``).
+    """
+
+    @pytest.fixture(params=["sync", "async"])
+    def publish(
+        self, request: pytest.FixtureRequest, backend: Any
+    ) -> Iterator[Callable[..., None]]:
+        """Publish through the backend, the sync or the async way."""
+        if request.param == "sync":
+            yield backend.publish
+        else:
+            with _LoopThread() as loop:
+                yield lambda channel, message: loop.submit(
+                    backend.apublish(channel, message)
+                ).result(timeout=_HANG)
+
+    def channel(self) -> str:
+        """Return a channel no other check uses."""
+        return f"contract:channel:{uuid.uuid4().hex}"
+
+    def test_a_subscription_hears_none_before_it_is_live(
+        self, backend: Any, publish: Callable[..., None]
+    ) -> None:
+        """A new subscription becomes live, and its listener heard None first."""
+        heard = _Heard()
+        subscription = backend.subscribe(self.channel(), heard)
+        try:
+            _until_live(subscription)
+            assert heard.messages[:1] == [None]
+        finally:
+            subscription.close()
+
+    def test_a_message_reaches_every_live_subscription_of_its_channel(
+        self, backend: Any, publish: Callable[..., None]
+    ) -> None:
+        """Each listener of the channel hears the message; one of another channel does not."""
+        channel = self.channel()
+        first, second, elsewhere = _Heard(), _Heard(), _Heard()
+        subscriptions = [
+            backend.subscribe(channel, first),
+            backend.subscribe(channel, second),
+            backend.subscribe(self.channel(), elsewhere),
+        ]
+        try:
+            for subscription in subscriptions:
+                _until_live(subscription)
+            publish(channel, "a:b:{c} d:e")
+            assert first.wait_for("a:b:{c} d:e")
+            assert second.wait_for("a:b:{c} d:e")
+            publish(subscriptions[2].channel, "marker")
+            assert elsewhere.wait_for("marker")
+            assert "a:b:{c} d:e" not in elsewhere.messages
+        finally:
+            for subscription in subscriptions:
+                subscription.close()
+
+    def test_a_closed_subscription_is_not_live_and_hears_nothing(
+        self, backend: Any, publish: Callable[..., None]
+    ) -> None:
+        """After close(), a subscription is not live and its listener hears no message."""
+        channel = self.channel()
+        closed, open_ = _Heard(), _Heard()
+        closing = backend.subscribe(channel, closed)
+        staying = backend.subscribe(channel, open_)
+        try:
+            _until_live(closing)
+            _until_live(staying)
+            closing.close()
+            assert not closing.live
+            publish(channel, "after")
+            assert open_.wait_for("after")
+            assert "after" not in closed.messages
+            closing.close()  # a second close does nothing
+        finally:
+            staying.close()

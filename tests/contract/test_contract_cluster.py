@@ -8,10 +8,10 @@ import pytest
 from redis_infra import RedisClusterProcesses
 
 from resilient.backends.redis import RedisBackend
-from resilient.testing.contract import BackendContract
+from resilient.testing.contract import BackendContract, BroadcasterContract
 
 
-class TestClusterBackendContract(BackendContract):
+class TestClusterBackendContract(BackendContract, BroadcasterContract):
     """RedisBackend on a Cluster keeps every promise, with keys and indexes across slots."""
 
     @pytest.fixture

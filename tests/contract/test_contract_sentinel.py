@@ -8,10 +8,10 @@ import pytest
 from redis_infra import SentinelSetup
 
 from resilient.backends.redis import RedisBackend
-from resilient.testing.contract import BackendContract
+from resilient.testing.contract import BackendContract, BroadcasterContract
 
 
-class TestSentinelBackendContract(BackendContract):
+class TestSentinelBackendContract(BackendContract, BroadcasterContract):
     """RedisBackend on the master a Sentinel names keeps every promise."""
 
     @pytest.fixture
