@@ -754,6 +754,10 @@ class FaultProxy:
             listening.set_result(server.sockets[0].getsockname()[1])
             await self._stopping.wait()
             server.close()
+            # let the handlers of connections accepted just now run and see the proxy closing:
+            # asyncio.run would cancel them before they start, leaving their sockets open
+            for _ in range(3):
+                await asyncio.sleep(0)
             handlers = list(self._clients.values())
             for client in list(self._clients):
                 client.transport.abort()

@@ -35,6 +35,7 @@ _PING: Final = 1.0  # seconds between two pings
 _DEAD_AFTER: Final = 3.0  # seconds without a pong after which the connection is dead
 _RETRY_FIRST: Final = 0.05  # seconds before connecting again, doubling up to _RETRY_MOST
 _RETRY_MOST: Final = 1.0
+_JOIN: Final = 5.0  # seconds close() waits for the thread, which ends within a socket timeout
 
 Listener = Callable[[str | None], object]
 
@@ -96,12 +97,13 @@ class Hub:
             self._subscriptions.setdefault(channel, []).append(subscription)
             if self._run is None:
                 self._run = _Run()
-                threading.Thread(
+                self._run.thread = threading.Thread(
                     target=self._serve,
                     args=(self._run,),
                     name=f"resilient-{self._name}-pubsub",
                     daemon=True,
-                ).start()
+                )
+                self._run.thread.start()
         return subscription
 
     def is_live(self, subscription: _Subscription) -> bool:
@@ -127,10 +129,17 @@ class Hub:
                 self._halt()
 
     def close(self) -> None:
-        """Drop every subscription and stop the thread; a later subscription starts anew."""
+        """Drop every subscription and stop the thread; a later subscription starts anew.
+
+        Waits for the thread to end (at most about a socket timeout), so that nothing of the
+        backend touches the network once it is closed.
+        """
         with self._lock:
+            run = self._run
             self._subscriptions.clear()
             self._halt()
+        if run is not None and run.thread is not threading.current_thread():
+            run.thread.join(_JOIN)
 
     def _halt(self) -> None:
         if self._run is not None:
@@ -227,11 +236,12 @@ class Hub:
 class _Run:
     """One start of the thread: its stop switch and the channels confirmed on its connection."""
 
-    __slots__ = ("confirmed", "stop")
+    __slots__ = ("confirmed", "stop", "thread")
 
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.confirmed: set[str] = set()
+        self.thread = threading.current_thread()  # replaced by the thread it starts
 
 
 def _text(data: object) -> str:
