@@ -49,6 +49,7 @@ BARE = "bare call"
 WRAPT = "wrapt FunctionWrapper, no-op"
 WRAPPER = "resilient Wrapper, no layer"
 CACHED = "resilient.cached"
+CACHED_LOCAL = "resilient.cached, local_ttl"
 LOOKUP = "dict-lookup closure"
 LRU_CACHE = "functools.lru_cache"
 CACHETOOLS_LRU = "cachetools LRUCache"
@@ -251,6 +252,12 @@ class Candidates:
     def resilient_redis(self, function: Function) -> Function:
         return resilient.cached(ttl=TTL, backend=self._backend, name=self._prefix())(function)
 
+    def resilient_redis_local(self, function: Function) -> Function:
+        # the local tier in front of Redis: a hit is answered in process, after the first read
+        return resilient.cached(ttl=TTL, local_ttl=TTL, backend=self._backend, name=self._prefix())(
+            function
+        )
+
     def _dogpile(self, function: Function, *, locked: bool) -> Function:
         prefix = self._prefix()
         arguments = {"url": self.url, "redis_expiration_time": TTL + 60}
@@ -302,6 +309,7 @@ class Candidates:
         return {
             RAW: self.raw_sync,
             CACHED: self.resilient_redis,
+            CACHED_LOCAL: self.resilient_redis_local,
             "dogpile.cache": self.dogpile_redis,
             "dogpile.cache, distributed_lock": self.dogpile_redis_locked,
         }
@@ -310,6 +318,7 @@ class Candidates:
         return {
             RAW: self.raw_async,
             CACHED: self.resilient_redis,
+            CACHED_LOCAL: self.resilient_redis_local,
             "aiocache": self.aiocache_redis,
             "aiocache cached_stampede": self.aiocache_redis_stampede,
             "cashews": self.cashews_redis,
