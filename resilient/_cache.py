@@ -32,6 +32,7 @@ import random
 import secrets
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Hashable
 from datetime import timedelta
 from functools import partial
@@ -51,7 +52,7 @@ from typing import (
 import attrs
 import wrapt
 
-from ._config import DEFAULTS, check_namespace
+from ._config import DEFAULTS, check_namespace, on_change
 from ._core.cache import CachePolicy, Freshness, judge
 from ._decorate import Call, Decorator, Target, Wrapper
 from ._drive import CALL, Join, Op, Procedure, Spawn, emit, run_async, run_sync
@@ -259,72 +260,84 @@ def _heard_here(backend: object, namespace: str, message: str) -> None:
 class _CachedCall:
     """The cache of one decorated function: its keys, flights, regions and health."""
 
-    def __init__(self, policy: CachePolicy, keys: CallKeys, name: str, inner: Call) -> None:
+    def __init__(
+        self, policy: CachePolicy, keys: CallKeys, name: str, inner: Call, *, is_async: bool
+    ) -> None:
         self.policy = policy
         self.keys = keys
+        self.arity = keys.arity
         self.name = name
         self.inner = inner
         self.flights = Flights()
         self.health = _Health()
-        # the backend and namespace last used whose values this process holds in `region`:
-        # a MemoryBackend, or a shared backend with the local tier `local` in front of it
-        self.memory: object = None
-        self.namespace: str | None = None
-        self.region: LruStore | None = None
+        # What the hit path reads, while it holds: the dict of the region this process keeps
+        # for the backend and namespace in use (a MemoryBackend's, or the local tier's), the
+        # clock's monotonic(), and whether observers are installed. Dropped by any change of
+        # the defaults (_config.on_change), and made again by the next call that misses.
+        self.fast: tuple[OrderedDict[Hashable, Any], Callable[[], float], bool] | None = None
         self.local: _Local | None = None
         self.local_lock = threading.Lock()
         # keys whose last refresh raised (bounded like the region), for stale-if-error events
         self.refresh_failures: dict[Hashable, None] = {}
+        # what call_sync does when the hit path cannot answer: the procedure, or (for an
+        # async function, whose step awaits it instead) hand back _MISSING
+        self.miss: Call = _missing if is_async else self._miss_sync
 
     # -- the call steps -------------------------------------------------------------------
 
     def call_sync(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        # The hit path, in this one frame for sync functions. A call given exactly its
+        # positional parameters is keyed by its args tuple as is. It is not checked for
+        # uncacheable arguments here: a key that is found was checked when it was stored,
+        # and one that is not found goes to the procedure, which checks.
+        fast = self.fast
+        if fast is not None:
+            data, monotonic, observed = fast
+            key: Hashable = args
+            if kwargs or len(args) != self.arity[instance is not None]:
+                key = self.keys.local(instance, args, kwargs)
+            try:
+                entry = data.get(key)
+            except TypeError:  # an unhashable argument: the procedure keys it by digest
+                entry = None
+            if entry is not None and monotonic() < entry[0][1]:
+                try:  # noqa: SIM105 - contextlib.suppress costs three calls on the hit path
+                    data.move_to_end(key)
+                except KeyError:  # evicted by another thread meanwhile
+                    pass
+                if _STATUS.get() is not _HIT:  # reading is cheaper than setting the same value
+                    _STATUS.set(_HIT)
+                if observed:
+                    emit(DEFAULTS, CacheHit(policy=self.name, time=monotonic()))
+                return entry[0][0]
+        return self.miss(wrapped, instance, args, kwargs)
+
+    def _miss_sync(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         backend = self.policy.backend or DEFAULTS.backend
-        if backend is self.memory and DEFAULTS.namespace is self.namespace:
-            hit = self._memory_hit(instance, args, kwargs)
-            if hit is not _MISSING:
-                return hit
         procedure = self._procedure(backend, wrapped, instance, args, kwargs)
         return run_sync(procedure, backend, partial(self.inner, wrapped, instance, args, kwargs))
 
     async def call_async(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
+        hit = self.call_sync(wrapped, instance, args, kwargs)  # self.miss gives _MISSING
+        if hit is not _MISSING:
+            return hit
         backend = self.policy.backend or DEFAULTS.backend
-        if backend is self.memory and DEFAULTS.namespace is self.namespace:
-            hit = self._memory_hit(instance, args, kwargs)
-            if hit is not _MISSING:
-                return hit
         procedure = self._procedure(backend, wrapped, instance, args, kwargs)
         return await run_async(
             procedure, backend, partial(self.inner, wrapped, instance, args, kwargs)
         )
 
-    def _memory_hit(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> object:
-        # A call given exactly its positional parameters is keyed by its args tuple as is. It
-        # is not checked for uncacheable arguments here: a key that is found was checked when
-        # it was stored, and one that is not found goes to the procedure, which checks.
-        key: Hashable = args
-        if kwargs or len(args) != self.keys.arity[instance is not None]:
-            key = self.keys.local(instance, args, kwargs)
-        data = self.region.data  # type: ignore[union-attr]  # set with self.memory
-        try:
-            entry = data.get(key)
-        except TypeError:  # an unhashable argument: the procedure keys it by digest
-            return _MISSING
-        if entry is not None and DEFAULTS.clock.monotonic() < entry[0][1]:  # type: ignore[index]  # our entries
-            try:  # noqa: SIM105 - contextlib.suppress costs three calls on the hit path
-                data.move_to_end(key)
-            except KeyError:  # evicted by another thread meanwhile
-                pass
-            if _STATUS.get() is not _HIT:  # reading is cheaper than setting the same value
-                _STATUS.set(_HIT)
-            if DEFAULTS.observers:
-                emit(DEFAULTS, CacheHit(policy=self.name, time=DEFAULTS.clock.monotonic()))
-            return entry[0][0]  # type: ignore[index]  # our entries
-        return _MISSING
+    def _keep_fast(self, backend: object, namespace: str, data: OrderedDict[Hashable, Any]) -> None:
+        # only for what a call made now would use: the policy's backend or the configured one
+        if namespace is DEFAULTS.namespace and backend is (self.policy.backend or DEFAULTS.backend):
+            self.fast = (data, DEFAULTS.clock.monotonic, bool(DEFAULTS.observers))
+            _FAST.add(self)
 
     # -- procedures -----------------------------------------------------------------------
 
@@ -360,8 +373,7 @@ class _CachedCall:
 
     def _region(self, backend: MemoryBackend, namespace: str) -> LruStore:
         store = backend._region(f"{namespace}:cache:{self.name}", self.policy.maxsize)
-        if namespace is DEFAULTS.namespace:
-            self.memory, self.namespace, self.region = backend, namespace, store
+        self._keep_fast(backend, namespace, store.data)
         return store
 
     def _local(self, backend: object, namespace: str) -> _Local:
@@ -380,14 +392,13 @@ class _CachedCall:
                         local.subscription.close()
                     local = self.local = _Local(backend, namespace, self.policy.maxsize)
                     _LOCAL_CACHES.add(self)
-        if namespace is DEFAULTS.namespace:
-            self.memory, self.namespace, self.region = backend, namespace, local.store
+        self._keep_fast(backend, namespace, local.store.data)
         return local
 
     def _forget_local(self) -> None:
         # in a forked child: the parent's copies are heard of by no thread here
         self.local_lock = threading.Lock()
-        self.local = self.region = self.memory = self.namespace = None
+        self.local = self.fast = None
 
     def _from_memory(self, store: LruStore, key: Hashable, indexes: tuple[str, ...]) -> Procedure:
         clock = DEFAULTS.clock
@@ -724,6 +735,23 @@ class _CachedCall:
 _MISSING: Any = object()
 
 
+def _missing(*_: object) -> Any:
+    return _MISSING
+
+
+# the caches holding a hit-path snapshot of the defaults, dropped when the defaults change
+_FAST: weakref.WeakSet[_CachedCall] = weakref.WeakSet()
+
+
+def _drop_fast() -> None:
+    for cache in list(_FAST):
+        cache.fast = None
+    _FAST.clear()
+
+
+on_change(_drop_fast)
+
+
 class _Tokens:
     """Make claim tokens: a random 128-bit prefix per process, then a counter.
 
@@ -829,7 +857,9 @@ class _CacheLayer:
     def build(self, inner: Call, target: Target) -> Call:
         keys = CallKeys(target.function, target.name, self.policy.key)
         keys.check_tags(self.policy.tags)
-        cache = _CachedCall(self.policy, keys, self.policy.name or target.name, inner)
+        cache = _CachedCall(
+            self.policy, keys, self.policy.name or target.name, inner, is_async=target.is_async
+        )
         return cache.call_async if target.is_async else cache.call_sync
 
 

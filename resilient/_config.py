@@ -1,20 +1,36 @@
 # Process-wide defaults. Capabilities read `DEFAULTS` at call time (so `configure()` after
 # decoration takes effect) through plain attribute access, which keeps the hot path cheap.
+# A hot path may instead keep a snapshot of what it reads, if it registers a function with
+# `on_change` that drops the snapshot: every assignment to a field of `DEFAULTS` (configure,
+# reset_defaults, the testing helpers) calls those functions.
 # Nothing here connects, spawns or registers anything.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 
 from ._clock import SystemClock
 from .typing import Backend, Clock, Observer
 
-__all__ = ["DEFAULTS", "Defaults", "configure", "reset_defaults"]
+__all__ = ["DEFAULTS", "Defaults", "configure", "on_change", "reset_defaults"]
+
+_listeners: list[Callable[[], object]] = []
 
 
-@attrs.define(slots=True, kw_only=True)
+def on_change(listener: Callable[[], object]) -> None:
+    """Call *listener* after every change of a field of `DEFAULTS`, from then on."""
+    _listeners.append(listener)
+
+
+def _changed(instance: object, attribute: object, value: object) -> object:
+    for listener in _listeners:
+        listener()
+    return value
+
+
+@attrs.define(slots=True, kw_only=True, on_setattr=_changed)
 class Defaults:
     """The mutable process-wide settings; one instance, `DEFAULTS`."""
 
