@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import threading
-from collections.abc import Coroutine
+import time
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from resilient.events import Event
@@ -14,6 +19,11 @@ T = TypeVar("T")
 # Real seconds a test waits, at most, for another thread, a background refresh or a server:
 # a bound that only a hang reaches.
 PATIENCE = 5.0
+
+
+def pause(seconds: float) -> None:
+    """Let real time pass: Redis, sockets and listener threads keep real time, not the clock's."""
+    time.sleep(seconds)  # noqa: TID251 - real servers and threads are waited on in real time
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -53,3 +63,34 @@ class EventLog:
                 return
             await asyncio.sleep(0)
         raise AssertionError(f"no {count} {kind.__name__} after 1000 loop turns: {self.events}")
+
+
+@contextmanager
+def python_processes(script: str, *args: str, count: int) -> Iterator[list[Any]]:
+    """Run *count* Python processes of *script* during the block; then collect what they print.
+
+    After the block the yielded list holds each process's output, read as JSON, once every
+    process has exited 0 (fail after 30 s). A process still running when the block raises is
+    killed.
+    """
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    results: list[Any] = []
+    try:
+        yield results
+        outputs = [process.communicate(timeout=30) for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr
+    results.extend(json.loads(stdout) for stdout, _ in outputs)

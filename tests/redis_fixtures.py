@@ -11,15 +11,18 @@ finalizer, whatever the test's outcome. When a server cannot be found or started
 - `fault_proxy`: `fault_proxy(port)` starts a `FaultProxy` in front of 127.0.0.1:port.
 - `redis_cluster` / `redis_cluster_url`: a three-master Cluster shared by the session / emptied.
 - `redis_sentinel`: a master watched by one Sentinel, shared by the session.
+- `backends`: `backends(url, **options)` is a `RedisBackend.from_url`, closed after the test.
+- `client`: a plain redis-py client of `redis_url`'s server, to look at and tamper with keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
+import redis
 from redis_infra import (
     FaultProxy,
     FaultProxyFactory,
@@ -29,7 +32,12 @@ from redis_infra import (
     SentinelSetup,
 )
 
+from resilient.backends.redis import RedisBackend
+
 __all__ = [
+    "Backends",
+    "backends",
+    "client",
     "fault_proxy",
     "fresh_redis",
     "redis_cluster",
@@ -39,6 +47,8 @@ __all__ = [
     "redis_url",
 ]
 
+Backends = Callable[..., RedisBackend]
+"""The `backends` fixture: `backends(url, **options)` is a new `RedisBackend.from_url`."""
 
 _S = TypeVar("_S", RedisServer, RedisClusterProcesses, SentinelSetup)
 
@@ -125,3 +135,25 @@ def redis_sentinel() -> Iterator[SentinelSetup]:
     """A master and one Sentinel watching it, shared by the session; do not kill the master."""
     with _running(SentinelSetup()) as setup:
         yield setup
+
+
+@pytest.fixture
+def backends() -> Iterator[Backends]:
+    """A factory of RedisBackend.from_url(url, **options); each is closed after the test."""
+    made: list[RedisBackend] = []
+
+    def make(url: str, **options: Any) -> RedisBackend:
+        backend = RedisBackend.from_url(url, **options)
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain redis-py client of the shared server, to look at and tamper with its keys."""
+    with redis.Redis.from_url(redis_url) as plain:
+        yield plain

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
-from cache_support import PATIENCE, EventLog, run
+from cache_support import PATIENCE, EventLog, pause, python_processes, run
+from redis_fixtures import Backends
 from redis_infra import FaultProxyFactory, RedisServer, commands_sent
 
 import resilient
@@ -22,15 +20,8 @@ from resilient.backends import MemoryBackend
 from resilient.backends.redis import RedisBackend
 from resilient.events import CacheHit
 
-Backends = Callable[..., RedisBackend]
-
 # Real seconds the tests give an invalidation to reach another backend's listener thread.
 DELIVERY = 1.0
-
-
-def pause(seconds: float) -> None:
-    """Let real time pass: messages travel through Redis and listener threads in real time."""
-    time.sleep(seconds)  # noqa: TID251 - pub/sub and threads keep real time
 
 
 def eventually(check: Callable[[], bool], within: float = PATIENCE) -> bool:
@@ -41,28 +32,6 @@ def eventually(check: Callable[[], bool], within: float = PATIENCE) -> bool:
             return True
         pause(0.01)
     return check()
-
-
-@pytest.fixture
-def backends() -> Iterator[Backends]:
-    """A factory of RedisBackend.from_url(url, **options), each closed after the test."""
-    made: list[RedisBackend] = []
-
-    def make(url: str, **options: Any) -> RedisBackend:
-        backend = RedisBackend.from_url(url, **options)
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    """A plain redis-py client of the shared server, to count commands and set data."""
-    with redis.Redis.from_url(redis_url) as plain:
-        yield plain
 
 
 def data_commands(names: list[str]) -> list[str]:
@@ -338,16 +307,7 @@ def test_real_processes_see_an_invalidation_from_another_process(
     redis_url: str, client: redis.Redis, backends: Backends
 ) -> None:
     """Two reader processes holding a local copy see the new value after this one invalidates."""
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", PROCESS_SCRIPT, redis_url],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    try:
+    with python_processes(PROCESS_SCRIPT, redis_url, count=2) as results:
         assert eventually(lambda: int(client.get("ready") or 0) == 2, 30)
         pause(0.5)  # the readers' subscriptions go live and their copies are local
         client.set("version", 2)
@@ -357,15 +317,6 @@ def test_real_processes_see_an_invalidation_from_another_process(
             return 0
 
         current.invalidate(1)
-        outputs = [process.communicate(timeout=30) for process in processes]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-    for process, (_, stderr) in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, stderr
-    results = [json.loads(stdout) for stdout, _ in outputs]
     assert results == [{"last": 2, "versions": [0, 2]}] * 2
 
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
 import redis
-from cache_support import PATIENCE, EventLog, run
+from cache_support import PATIENCE, EventLog, pause, python_processes, run
+from redis_fixtures import Backends
 from redis_infra import FaultProxyFactory, RedisServer
 
 import resilient
@@ -26,35 +24,6 @@ T = TypeVar("T")
 
 # The socket timeout of backends behind a fault proxy: short, so that the tests stay fast.
 SOCKET_TIMEOUT = 0.25
-
-Backends = Callable[..., RedisBackend]
-
-
-def pause(seconds: float) -> None:
-    """Let real time pass: Redis expires keys and times out sockets on its own clock."""
-    time.sleep(seconds)  # noqa: TID251 - Redis and sockets keep real time, not the library's clock
-
-
-@pytest.fixture
-def backends() -> Iterator[Backends]:
-    """A factory of RedisBackend.from_url(url, **options); their sync clients close after."""
-    made: list[RedisBackend] = []
-
-    def make(url: str, **options: Any) -> RedisBackend:
-        backend = RedisBackend.from_url(url, **options)
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        backend.close()
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    """A plain redis-py client of the shared server, to look at and tamper with its keys."""
-    with redis.Redis.from_url(redis_url) as plain:
-        yield plain
 
 
 @pytest.fixture
@@ -238,29 +207,11 @@ def test_four_processes_on_a_cold_key_run_the_function_once(
     redis_url: str, client: redis.Redis
 ) -> None:
     """Four processes missing one key at once: one execution in all, every process gets it."""
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-c", PROCESS_SCRIPT, redis_url],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
-    try:
+    with python_processes(PROCESS_SCRIPT, redis_url, count=4) as results:
         deadline = time.monotonic() + 30
         while int(client.get("ready") or 0) < 4 and time.monotonic() < deadline:
             pause(0.01)
         client.rpush("go", *["go"] * 4)
-        outputs = [process.communicate(timeout=30) for process in processes]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
-    for process, (_, stderr) in zip(processes, outputs, strict=True):
-        assert process.returncode == 0, stderr
-    results = [json.loads(stdout) for stdout, _ in outputs]
     assert int(client.get("executions") or 0) == 1
     assert [result["value"] for result in results] == [{"day": "2024-01-01", "total": 42}] * 4
     assert sorted(result["status"] for result in results) == ["hit", "hit", "hit", "miss"]
