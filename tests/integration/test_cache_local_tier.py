@@ -417,3 +417,47 @@ class NotMemory:
 
     def purge(self, indexes: Any) -> int:
         return self._memory.purge(indexes)
+
+
+FORK_SCRIPT = """
+import json, os, sys, time
+import resilient
+from resilient.backends.redis import RedisBackend
+
+backend = RedisBackend.from_url(sys.argv[1])
+
+@resilient.cached(ttl=60, local_ttl=60, backend=backend, name="forked")
+def double(x: int) -> int:
+    return 2 * x
+
+def copies() -> int:
+    return len(double._self_steps[0].__self__.local.store.data)
+
+def until_local() -> bool:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        double(1)
+        if double._self_steps[0].__self__.local is not None and copies():
+            return True
+        time.sleep(0.01)
+    return False
+
+assert until_local()
+child = os.fork()
+if child == 0:
+    # exit 0 only if the parent's copies are gone and the child keeps copies of its own
+    dropped = double._self_steps[0].__self__.local is None
+    os._exit(0 if dropped and until_local() and copies() == 1 else 3)
+_, status = os.waitpid(child, 0)
+print(json.dumps({"child": os.waitstatus_to_exitcode(status), "parent": copies()}))
+backend.close()
+"""
+
+
+def test_a_forked_child_drops_the_parents_copies_and_subscribes_on_its_own(
+    redis_url: str,
+) -> None:
+    """A child has no listener of the parent's: it starts with no copies, then keeps its own."""
+    with python_processes(FORK_SCRIPT, redis_url, count=1) as results:
+        pass
+    assert results == [{"child": 0, "parent": 1}]
