@@ -16,8 +16,9 @@ the commands each primitive sends, and what Redis does not promise.
 # - redis-py's errors propagate unchanged: the capability above decides whether to fail open.
 # - A stored value that fails to decode is absent, claim included, and is reported as one
 #   StoredValueRejected event; it never raises into user code.
-# - Sync and async primitives share every decision (keys, arguments, reading replies) through
-#   the plain helpers below; only the calls that perform I/O are written twice.
+# - Each primitive is written once, as a generator of I/O steps (`_Steps`) given the client;
+#   `_run` performs them on the sync client and `_arun` awaits them on the asyncio one. Those
+#   two short loops are the only code written twice.
 # - asyncio clients belong to the event loop that first used their connections. When the
 #   backend built its clients, each running loop gets its own, closed when that loop shuts
 #   down its async generators (asyncio.run does) or by `aclose()`.
@@ -27,11 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import math
 import threading
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, TypeAlias
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
+from functools import partial
+from typing import Any, Final, TypeAlias, TypeVar
 
 import redis
 import redis.asyncio
@@ -63,6 +66,12 @@ AsyncClient: TypeAlias = "redis.asyncio.Redis | redis.asyncio.cluster.RedisClust
 _SyncOpened: TypeAlias = tuple[SyncClient, Callable[[], None]]
 _AsyncOpened: TypeAlias = tuple[AsyncClient, Callable[[], Awaitable[None]]]
 _Arg: TypeAlias = str | bytes | int
+_T = TypeVar("_T")
+# A primitive written once: a generator that yields steps, callables of no arguments that do
+# one I/O call on the client it was given. On a sync client a step returns the reply; on an
+# asyncio client it returns an awaitable of it. `_run` and `_arun` perform the steps and send
+# back each reply, or throw its exception in (so `except` and `finally` work as written).
+_Steps: TypeAlias = Generator[Callable[[], Any], Any, _T]
 
 _CLAIM: Final = ":claim"
 _RELEASED: Final = ":released"
@@ -94,23 +103,15 @@ class _Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
-    def run(self, client: SyncClient, keys: Sequence[str], args: Sequence[_Arg]) -> Any:
-        """Run the script with *keys* and *args* on *client*; return its reply."""
+    def steps(self, client: Any, keys: Sequence[str], args: Sequence[_Arg]) -> _Steps[Any]:
+        """Run the script with *keys* and *args* on *client* (sync or asyncio); its reply."""
         try:
-            return client.evalsha(self.sha, len(keys), *keys, *args)
+            return (yield partial(client.evalsha, self.sha, len(keys), *keys, *args))
         except NoScriptError:
             # SCRIPT FLUSH, a restart or a failover emptied the script cache: load it (SCRIPT
             # LOAD pins it, where EVAL's copy may be evicted on Redis 7.4+) and run it again
-            client.script_load(self.source)
-            return client.evalsha(self.sha, len(keys), *keys, *args)
-
-    async def arun(self, client: AsyncClient, keys: Sequence[str], args: Sequence[_Arg]) -> Any:
-        """Run the script on an asyncio client (see :meth:`run`)."""
-        try:
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await client.script_load(self.source)
-            return await client.evalsha(self.sha, len(keys), *keys, *args)
+            yield partial(client.script_load, self.source)
+            return (yield partial(client.evalsha, self.sha, len(keys), *keys, *args))
 
 
 _GET: Final = _Script(_lua.GET)
@@ -594,20 +595,28 @@ class RedisBackend:
             await self._loops.aclose()
         self.close()
 
-    # sync primitives -------------------------------------------------------------------------
+    # primitives: each is written once, as steps (see _run), and run by a sync and an async
+    # method on the matching client ---------------------------------------------------------
 
     def get(self, key: str, *, claim: Claim | None = None) -> Fetched:
         """Read *key*; with *claim*, also take its claim if free and due (one command).
 
         See :meth:`resilient.typing.Backend.get`.
         """
-        client = self._sync()
+        return _run(self._get(self._sync(), key, claim))
+
+    async def aget(self, key: str, *, claim: Claim | None = None) -> Fetched:
+        """Read *key* (see :meth:`get`)."""
+        return await _arun(self._get(await self._async(), key, claim))
+
+    def _get(self, client: Any, key: str, claim: Claim | None) -> _Steps[Fetched]:
         if claim is None:
-            return self._read(key, _GET.run(client, (key,), ()))
+            return self._read(key, (yield from _GET.steps(client, (key,), ())))
         keys = (key, key + _CLAIM)
-        fetched = self._read_claiming(key, _GET.run(client, keys, _claim_args(claim, absent=False)))
+        reply = yield from _GET.steps(client, keys, _claim_args(claim, absent=False))
+        fetched = self._read_claiming(key, reply)
         if fetched is None:  # the stored value was rejected: claim as if there were none
-            reply = _GET.run(client, keys, _claim_args(claim, absent=True))
+            reply = yield from _GET.steps(client, keys, _claim_args(claim, absent=True))
             return _CLAIMED if reply[2] else MISS
         return fetched
 
@@ -624,59 +633,117 @@ class RedisBackend:
 
         See :meth:`resilient.typing.Backend.put`.
         """
-        client = self._sync()
-        keys, args, index_calls = self._put_plan(key, value, ttl, indexes, token)
-        for index_keys, index_args in index_calls:
-            _INDEX.run(client, index_keys, index_args)
-        _PUT.run(client, keys, args)
+        _run(self._put(self._sync(), key, value, ttl=ttl, indexes=indexes, token=token))
+
+    async def aput(
+        self,
+        key: str,
+        value: object,
+        *,
+        ttl: float,
+        indexes: Sequence[str] = (),
+        token: str | None = None,
+    ) -> None:
+        """Store *value* (see :meth:`put`)."""
+        client = await self._async()
+        await _arun(self._put(client, key, value, ttl=ttl, indexes=indexes, token=token))
+
+    def _put(
+        self,
+        client: Any,
+        key: str,
+        value: object,
+        *,
+        ttl: float,
+        indexes: Sequence[str],
+        token: str | None,
+    ) -> _Steps[None]:
+        if value is None:
+            raise ValueError("a backend stores no None values: None means absent")
+        milliseconds = _milliseconds(ttl, "ttl")
+        args = (
+            self._codec.encode(key, value),
+            milliseconds,
+            token or "",
+            self._publish,
+            key + _RELEASED,
+        )
+        if not self._cluster:
+            yield from _PUT.steps(client, (key, key + _CLAIM, *indexes), args)
+            return
+        # the index keys live in other slots: record the key in each before writing the value,
+        # so that a crash in between leaves a harmless index entry, never an unindexed value
+        for index in indexes:
+            yield from _INDEX.steps(client, (index,), (key, milliseconds))
+        yield from _PUT.steps(client, (key, key + _CLAIM), args)
 
     def release(self, key: str, token: str) -> None:
         """Release *token*'s claim on *key* and wake its waiters, if it still holds it."""
-        _RELEASE.run(self._sync(), (key + _CLAIM,), (token, self._publish, key + _RELEASED))
+        _run(self._release(self._sync(), key, token))
+
+    async def arelease(self, key: str, token: str) -> None:
+        """Release a claim (see :meth:`release`)."""
+        await _arun(self._release(await self._async(), key, token))
+
+    def _release(self, client: Any, key: str, token: str) -> _Steps[None]:
+        args = (token, self._publish, key + _RELEASED)
+        yield from _RELEASE.steps(client, (key + _CLAIM,), args)
 
     def wait_released(self, key: str, timeout: float) -> None:
         """Block until the claim on *key* is released or expires, or *timeout* seconds pass.
 
         Woken by the release's message on the key's channel, not by polling.
         """
-        client = self._sync()
+        _run(self._wait_released(self._sync(), key, timeout))
+
+    async def await_released(self, key: str, timeout: float) -> None:  # noqa: ASYNC109 - protocol
+        """Wait until the claim on *key* is released or expires (see :meth:`wait_released`)."""
+        await _arun(self._wait_released(await self._async(), key, timeout))
+
+    def _wait_released(self, client: Any, key: str, timeout: float) -> _Steps[None]:
         claim = key + _CLAIM
-        wait = _wait_for(int(client.pttl(claim)), timeout)
+        wait = _wait_for(int((yield partial(client.pttl, claim))), timeout)
         if wait is None or wait <= 0:
             return
         deadline = time.monotonic() + wait
         pubsub = client.pubsub()
         try:
             if self._cluster:
-                pubsub.ssubscribe(key + _RELEASED)
+                yield partial(pubsub.ssubscribe, key + _RELEASED)
                 read = pubsub.get_sharded_message
             else:
-                pubsub.subscribe(key + _RELEASED)
+                yield partial(pubsub.subscribe, key + _RELEASED)
                 read = pubsub.get_message
             # a release published before the subscription took effect would go unheard: once
             # it has, look again whether the claim is still held
-            if not _listen(read, deadline, _SUBSCRIBED):
+            if not (yield from _listen(read, deadline, _SUBSCRIBED)):
                 return
-            wait = _wait_for(int(client.pttl(claim)), timeout)
+            wait = _wait_for(int((yield partial(client.pttl, claim))), timeout)
             if wait is not None:
-                _listen(read, min(deadline, time.monotonic() + wait), _WOKEN)
+                yield from _listen(read, min(deadline, time.monotonic() + wait), _WOKEN)
         finally:
-            pubsub.close()
+            yield getattr(pubsub, "aclose", pubsub.close)  # an asyncio PubSub's close is aclose
 
     def delete(self, keys: Sequence[str]) -> int:
         """Delete the values at *keys*; return how many there were.
 
         One command, or on Cluster one ``DEL`` per slot, pipelined.
         """
+        return _run(self._delete(self._sync(), keys))
+
+    async def adelete(self, keys: Sequence[str]) -> int:
+        """Delete values (see :meth:`delete`)."""
+        return await _arun(self._delete(await self._async(), keys))
+
+    def _delete(self, client: Any, keys: Sequence[str]) -> _Steps[int]:
         if not keys:
             return 0
-        client = self._sync()
         if not self._cluster:
-            return int(client.delete(*keys))
+            return int((yield partial(client.delete, *keys)))
         pipeline = client.pipeline()
         for group in _slot_groups(keys):
             pipeline.execute_command("DEL", *group)
-        return sum(pipeline.execute())
+        return sum((yield pipeline.execute))
 
     def purge(self, indexes: Sequence[str]) -> int:
         """Delete every value recorded under *indexes*; return how many there were.
@@ -685,24 +752,30 @@ class RedisBackend:
         and deletes its values (``MULTI ZREM DEL EXEC``; on Cluster ``ZREM`` and then one
         ``DEL`` per slot, pipelined). Never ``KEYS`` or ``SCAN``.
         """
-        client = self._sync()
+        return _run(self._purge(self._sync(), indexes))
+
+    async def apurge(self, indexes: Sequence[str]) -> int:
+        """Delete every value under *indexes* (see :meth:`purge`)."""
+        return await _arun(self._purge(await self._async(), indexes))
+
+    def _purge(self, client: Any, indexes: Sequence[str]) -> _Steps[int]:
         deleted = 0
         for index in indexes:
             while True:
-                members = _members(client.zrange(index, 0, _PURGE_BATCH - 1))
+                members = _members((yield partial(client.zrange, index, 0, _PURGE_BATCH - 1)))
                 if not members:
                     break
                 if self._cluster:
-                    client.zrem(index, *members)
+                    yield partial(client.zrem, index, *members)
                     pipeline = client.pipeline()
                     for group in _slot_groups(members):
                         pipeline.execute_command("DEL", *group)
-                    deleted += sum(pipeline.execute())
+                    deleted += sum((yield pipeline.execute))
                 else:
                     pipeline = client.pipeline(transaction=True)
                     pipeline.zrem(index, *members)
                     pipeline.delete(*members)
-                    deleted += pipeline.execute()[1]
+                    deleted += (yield pipeline.execute)[1]
                 if len(members) < _PURGE_BATCH:
                     break
         return deleted
@@ -714,6 +787,11 @@ class RedisBackend:
         subscribers of every node.
         """
         self._sync().publish(channel, message)
+
+    async def apublish(self, channel: str, message: str) -> None:
+        """Send *message* to every subscriber of *channel* (see :meth:`publish`)."""
+        client = await self._async()
+        await client.publish(channel, message)
 
     def subscribe(self, channel: str, listener: Callable[[str | None], object]) -> Subscription:
         """Call *listener* with every message published on *channel* from now on.
@@ -730,107 +808,6 @@ class RedisBackend:
                 "client= too, or build the backend with RedisBackend.from_url(url)"
             )
         return self._hub.subscribe(channel, listener)
-
-    # async primitives: the same steps, awaited -----------------------------------------------
-
-    async def apublish(self, channel: str, message: str) -> None:
-        """Send *message* to every subscriber of *channel* (see :meth:`publish`)."""
-        client = await self._async()
-        await client.publish(channel, message)
-
-    async def aget(self, key: str, *, claim: Claim | None = None) -> Fetched:
-        """Read *key* (see :meth:`get`)."""
-        client = await self._async()
-        if claim is None:
-            return self._read(key, await _GET.arun(client, (key,), ()))
-        keys = (key, key + _CLAIM)
-        reply = await _GET.arun(client, keys, _claim_args(claim, absent=False))
-        fetched = self._read_claiming(key, reply)
-        if fetched is None:
-            reply = await _GET.arun(client, keys, _claim_args(claim, absent=True))
-            return _CLAIMED if reply[2] else MISS
-        return fetched
-
-    async def aput(
-        self,
-        key: str,
-        value: object,
-        *,
-        ttl: float,
-        indexes: Sequence[str] = (),
-        token: str | None = None,
-    ) -> None:
-        """Store *value* (see :meth:`put`)."""
-        client = await self._async()
-        keys, args, index_calls = self._put_plan(key, value, ttl, indexes, token)
-        if index_calls:
-            await asyncio.gather(*(_INDEX.arun(client, k, a) for k, a in index_calls))
-        await _PUT.arun(client, keys, args)
-
-    async def arelease(self, key: str, token: str) -> None:
-        """Release a claim (see :meth:`release`)."""
-        client = await self._async()
-        await _RELEASE.arun(client, (key + _CLAIM,), (token, self._publish, key + _RELEASED))
-
-    async def await_released(self, key: str, timeout: float) -> None:  # noqa: ASYNC109 - protocol
-        """Wait until the claim on *key* is released or expires (see :meth:`wait_released`)."""
-        client = await self._async()
-        claim = key + _CLAIM
-        wait = _wait_for(int(await client.pttl(claim)), timeout)
-        if wait is None or wait <= 0:
-            return
-        deadline = time.monotonic() + wait
-        pubsub = client.pubsub()
-        try:
-            if self._cluster:
-                await pubsub.ssubscribe(key + _RELEASED)
-                read = pubsub.get_sharded_message
-            else:
-                await pubsub.subscribe(key + _RELEASED)
-                read = pubsub.get_message
-            if not await _alisten(read, deadline, _SUBSCRIBED):
-                return
-            wait = _wait_for(int(await client.pttl(claim)), timeout)
-            if wait is not None:
-                await _alisten(read, min(deadline, time.monotonic() + wait), _WOKEN)
-        finally:
-            await pubsub.aclose()
-
-    async def adelete(self, keys: Sequence[str]) -> int:
-        """Delete values (see :meth:`delete`)."""
-        if not keys:
-            return 0
-        client = await self._async()
-        if not self._cluster:
-            return int(await client.delete(*keys))
-        pipeline = client.pipeline()
-        for group in _slot_groups(keys):
-            pipeline.execute_command("DEL", *group)
-        return sum(await pipeline.execute())
-
-    async def apurge(self, indexes: Sequence[str]) -> int:
-        """Delete every value under *indexes* (see :meth:`purge`)."""
-        client = await self._async()
-        deleted = 0
-        for index in indexes:
-            while True:
-                members = _members(await client.zrange(index, 0, _PURGE_BATCH - 1))
-                if not members:
-                    break
-                if self._cluster:
-                    await client.zrem(index, *members)
-                    pipeline = client.pipeline()
-                    for group in _slot_groups(members):
-                        pipeline.execute_command("DEL", *group)
-                    deleted += sum(await pipeline.execute())
-                else:
-                    pipeline = client.pipeline(transaction=True)
-                    pipeline.zrem(index, *members)
-                    pipeline.delete(*members)
-                    deleted += (await pipeline.execute())[1]
-                if len(members) < _PURGE_BATCH:
-                    break
-        return deleted
 
     # shared steps ----------------------------------------------------------------------------
 
@@ -893,46 +870,45 @@ class RedisBackend:
                 emit(DEFAULTS, event)
             return None
 
-    def _put_plan(
-        self, key: str, value: object, ttl: float, indexes: Sequence[str], token: str | None
-    ) -> tuple[tuple[str, ...], tuple[_Arg, ...], list[tuple[tuple[str], tuple[str, int]]]]:
-        """Return the PUT script's keys and args, and the INDEX calls to make first (Cluster)."""
-        if value is None:
-            raise ValueError("a backend stores no None values: None means absent")
-        milliseconds = _milliseconds(ttl, "ttl")
-        args = (
-            self._codec.encode(key, value),
-            milliseconds,
-            token or "",
-            self._publish,
-            key + _RELEASED,
-        )
-        if not self._cluster:
-            return (key, key + _CLAIM, *indexes), args, []
-        # the index keys live in other slots: record the key in each before writing the value,
-        # so that a crash in between leaves a harmless index entry, never an unindexed value
-        return (key, key + _CLAIM), args, [((index,), (key, milliseconds)) for index in indexes]
 
-
-def _listen(
-    read: Callable[..., dict[str, Any] | None], deadline: float, kinds: frozenset[str]
-) -> bool:
+def _listen(read: Callable[..., Any], deadline: float, kinds: frozenset[str]) -> _Steps[bool]:
     """Read pub/sub messages until one of *kinds* arrives (True) or *deadline* passes (False)."""
     while (left := deadline - time.monotonic()) > 0:
-        message = read(timeout=left)
+        message = yield partial(read, timeout=left)
         if message is not None and message["type"] in kinds:
             return True
     return False
 
 
-async def _alisten(
-    read: Callable[..., Awaitable[dict[str, Any] | None]],
-    deadline: float,
-    kinds: frozenset[str],
-) -> bool:
-    """Read pub/sub messages in the running loop (see :func:`_listen`)."""
-    while (left := deadline - time.monotonic()) > 0:
-        message = await read(timeout=left)
-        if message is not None and message["type"] in kinds:
-            return True
-    return False
+def _run(steps: _Steps[_T]) -> _T:
+    """Perform *steps* on a sync client: call each, send back its result or throw its error."""
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = steps.send(reply) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]  # the generator's declared return
+        reply = error = None
+        try:
+            reply = step()
+        except BaseException as exc:  # noqa: BLE001 - thrown into the steps, which decide
+            error = exc
+
+
+async def _arun(steps: _Steps[_T]) -> _T:
+    """Perform *steps* on an asyncio client: as :func:`_run`, awaiting what each returns."""
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = steps.send(reply) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]  # the generator's declared return
+        reply = error = None
+        try:
+            reply = step()
+            if inspect.isawaitable(reply):
+                reply = await reply
+        except BaseException as exc:  # noqa: BLE001 - thrown into the steps, which decide
+            error = exc
