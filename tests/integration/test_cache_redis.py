@@ -26,14 +26,6 @@ T = TypeVar("T")
 SOCKET_TIMEOUT = 0.25
 
 
-@pytest.fixture
-def log() -> EventLog:
-    """An installed observer that records every event."""
-    recorder = EventLog()
-    resilient.configure(observers=[recorder])
-    return recorder
-
-
 class Profiles:
     """A function to cache, counting its executions: what two processes would share."""
 
