@@ -265,7 +265,9 @@ class _CachedCall:
     ) -> None:
         self.policy = policy
         self.keys = keys
-        self.arity = keys.arity
+        # how many positional arguments make a call whose args tuple is its key (plain ints:
+        # indexing keys.arity with a bool is the slowest step of the hit path on 3.11)
+        self.arity, self.bound_arity = keys.arity
         self.name = name
         self.inner = inner
         self.flights = Flights()
@@ -296,7 +298,7 @@ class _CachedCall:
         if fast is not None:
             data, monotonic, observed = fast
             key: Hashable = args
-            if kwargs or len(args) != self.arity[instance is not None]:
+            if kwargs or len(args) != (self.bound_arity if instance is not None else self.arity):
                 key = self.keys.local(instance, args, kwargs)
             try:
                 entry = data.get(key)
