@@ -603,7 +603,8 @@ def redis_table(results: Results, labels: list[str], *, markdown: bool) -> str:
             continue
         usage, commands = bench.usage, bench.commands
         assert commands is not None
-        ratio = f"{results.ratio(label, name):.2f}"
+        value = results.ratio(label, name)
+        ratio = f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"  # a local-tier hit: ~0.004
         if not markdown:
             ratio += f" +{results.noise(label, name):.0%}"
         client_us, server_us = min(usage.client_cpu) / 1000, min(usage.server_cpu) / 1000
@@ -611,13 +612,18 @@ def redis_table(results: Results, labels: list[str], *, markdown: bool) -> str:
             [
                 f"{label}: {name}",
                 ratio,
-                f"{bench.best_ns / 1000:.0f} us",
-                f"{client_us:.0f} / {server_us:.0f} us",
+                _microseconds(bench.best_ns / 1000),
+                f"{_microseconds(client_us)} / {_microseconds(server_us)}",
                 f"{commands.per_call():g} ({commands.names()})",
                 f"{usage.commands / usage.calls:.1f}",
             ]
         )
     return render(rows, markdown=markdown)
+
+
+def _microseconds(value: float) -> str:
+    """Whole microseconds, or two significant digits below ten (a local-tier hit is ~0.3)."""
+    return f"{value:.0f} us" if value >= 10 else f"{value:.2g} us"
 
 
 def report(results: Results, *, markdown: bool) -> list[str]:
