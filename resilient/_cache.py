@@ -52,6 +52,7 @@ from typing import (
 import attrs
 import wrapt
 
+from . import _config
 from ._config import DEFAULTS, check_namespace, on_change
 from ._core.cache import CachePolicy, Freshness, judge
 from ._decorate import Call, Decorator, Target, Wrapper
@@ -336,10 +337,14 @@ class _CachedCall:
         )
 
     def _keep_fast(self, backend: object, namespace: str, data: OrderedDict[Hashable, Any]) -> None:
-        # only for what a call made now would use: the policy's backend or the configured one
+        # only for what a call made now would use: the policy's backend or the configured one,
+        # and only if the defaults did not change while the snapshot was taken
+        generation = _config.generation
         if namespace is DEFAULTS.namespace and backend is (self.policy.backend or DEFAULTS.backend):
             self.fast = (data, DEFAULTS.clock.monotonic, bool(DEFAULTS.observers))
             _FAST.add(self)
+            if _config.generation != generation:
+                self.fast = None
 
     # -- procedures -----------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 # decoration takes effect) through plain attribute access, which keeps the hot path cheap.
 # A hot path may instead keep a snapshot of what it reads, if it registers a function with
 # `on_change` that drops the snapshot: every assignment to a field of `DEFAULTS` (configure,
-# reset_defaults, the testing helpers) calls those functions.
+# reset_defaults, the testing helpers) stores the value, then counts one more `generation`,
+# then calls those functions. A snapshot taken while another thread changes the defaults is
+# kept only if `generation` is the same after it was stored as before it was read.
 # Nothing here connects, spawns or registers anything.
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from .typing import Backend, Clock, Observer
 __all__ = ["DEFAULTS", "Defaults", "configure", "on_change", "reset_defaults"]
 
 _listeners: list[Callable[[], object]] = []
+generation = 0  # changes of the defaults so far
 
 
 def on_change(listener: Callable[[], object]) -> None:
@@ -24,7 +27,10 @@ def on_change(listener: Callable[[], object]) -> None:
     _listeners.append(listener)
 
 
-def _changed(instance: object, attribute: object, value: object) -> object:
+def _changed(instance: object, attribute: attrs.Attribute[object], value: object) -> object:
+    global generation  # noqa: PLW0603 - the one counter every snapshot checks
+    object.__setattr__(instance, attribute.name, value)  # in place before anyone is told
+    generation += 1
     for listener in _listeners:
         listener()
     return value

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import linecache
+import sys
 import threading
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from cache_support import PATIENCE, run
@@ -284,6 +286,63 @@ def test_a_clock_configured_after_decoration_drives_expiry() -> None:
     assert f() == 1
     late.advance(1)
     assert f() == 2
+
+
+def test_settings_changed_between_hits_take_effect_at_the_next_call(clock: FakeClock) -> None:
+    """A hit keeps no stale view of configure(): a new backend, clock or observer counts at once."""
+    runs: list[int] = []
+
+    @cached(ttl=5)
+    def f() -> int:
+        runs.append(1)
+        return len(runs)
+
+    assert [f(), f()] == [1, 1]
+    resilient.configure(backend=MemoryBackend())
+    assert [f(), f()] == [2, 2]
+    with capture_events() as events:
+        assert f() == 2
+    assert [type(event) for event in events] == [CacheHit]
+    later = FakeClock(monotonic=clock.monotonic() + 10)
+    resilient.configure(clock=later)
+    assert f() == 3
+
+
+def test_a_configuration_while_a_hit_snapshot_is_taken_discards_the_snapshot(
+    clock: FakeClock,
+) -> None:
+    """configure() landing between a miss's check and its snapshot leaves no stale hit path.
+
+    The interleaving of two threads is forced in one: a trace function runs configure() at the
+    very line where the snapshot of the defaults is stored.
+    """
+    first, second = MemoryBackend(), MemoryBackend()
+    resilient.configure(backend=first)
+
+    @cached(ttl=60)
+    def double(x: int) -> int:
+        return 2 * x
+
+    fired: list[int] = []
+
+    def at_snapshot(frame: Any, event: str, arg: object) -> Any:
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+        if event == "line" and not fired and "self.fast = (" in line:
+            fired.append(frame.f_lineno)
+            resilient.configure(backend=second)
+        return at_snapshot
+
+    def tracer(frame: Any, event: str, arg: object) -> Any:
+        return at_snapshot if frame.f_code.co_name == "_keep_fast" else None
+
+    sys.settrace(tracer)
+    try:
+        assert double(1) == 2  # a miss on first, whose snapshot is being taken
+    finally:
+        sys.settrace(None)
+    assert fired, "the snapshot line was not reached"
+    assert double(1) == 2
+    assert cache_status() is CacheStatus.MISS  # from second: first's region was not kept
 
 
 def test_namespaces_keep_entries_apart(clock: FakeClock) -> None:
