@@ -804,10 +804,6 @@ def _type_name(error: BaseException) -> str:
     )
 
 
-def _no_call() -> Any:
-    raise AssertionError("an invalidation never calls the function")  # pragma: no cover
-
-
 def _cache_of(steps: tuple[Call, ...]) -> _CachedCall:
     for step in steps:
         owner = getattr(step, "__self__", None)
@@ -821,7 +817,7 @@ class _BoundCachedWrapper(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
         backend, procedure = _cache_of(self._self_parent._self_steps).invalidation(
             self._self_instance, args, kwargs
         )
-        run_sync(procedure, backend, _no_call)
+        run_sync(procedure, backend)
 
     def invalidate_all(self) -> None:
         self._self_parent.invalidate_all()
@@ -830,7 +826,7 @@ class _BoundCachedWrapper(wrapt.BoundFunctionWrapper):  # type: ignore[type-arg]
         backend, procedure = _cache_of(self._self_parent._self_steps).invalidation(
             self._self_instance, args, kwargs
         )
-        await run_async(procedure, backend, _no_call)
+        await run_async(procedure, backend)
 
     async def ainvalidate_all(self) -> None:
         await self._self_parent.ainvalidate_all()
@@ -841,19 +837,19 @@ class _CachedWrapper(Wrapper):
 
     def invalidate(self, *args: Any, **kwargs: Any) -> None:
         backend, procedure = _cache_of(self._self_steps).invalidation(None, args, kwargs)
-        run_sync(procedure, backend, _no_call)
+        run_sync(procedure, backend)
 
     def invalidate_all(self) -> None:
         backend, procedure = _cache_of(self._self_steps).invalidation(None, None, {})
-        run_sync(procedure, backend, _no_call)
+        run_sync(procedure, backend)
 
     async def ainvalidate(self, *args: Any, **kwargs: Any) -> None:
         backend, procedure = _cache_of(self._self_steps).invalidation(None, args, kwargs)
-        await run_async(procedure, backend, _no_call)
+        await run_async(procedure, backend)
 
     async def ainvalidate_all(self) -> None:
         backend, procedure = _cache_of(self._self_steps).invalidation(None, None, {})
-        await run_async(procedure, backend, _no_call)
+        await run_async(procedure, backend)
 
 
 @attrs.frozen

@@ -12,19 +12,23 @@
 # Capabilities whose calls wait on a backend (the cache) write each call once as a generator
 # of effects: `Op` (run a backend primitive: `backend.<name>` or, async, `backend.a<name>`),
 # `CALL` (run the function), `Join` (wait for an in-process flight) and `Spawn` (run another
-# procedure in the background). `run_sync` and `run_async` perform them and send back the
-# result, or throw the exception into the generator. Where a backend round trip dominates,
+# procedure in the background). A backend writes its own primitives the same way, with one
+# more effect: a plain callable of no arguments, one I/O call on a client it was given, whose
+# result is sent back (awaited first, by `run_async`, when it is awaitable). `run_sync` and
+# `run_async` perform them and send back the result, or throw the exception into the
+# generator. Where a backend round trip dominates,
 # the generator's cost (a microsecond) does not show; hot paths (a memory cache hit) answer
 # before any generator is made.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import threading
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from ._config import DEFAULTS, Defaults
 
@@ -49,6 +53,8 @@ __all__ = [
 ]
 
 _logger = logging.getLogger("resilient")
+
+_R = TypeVar("_R")
 
 
 class Repeating(Protocol):
@@ -211,6 +217,10 @@ _pool_lock = threading.Lock()
 _tasks: set[asyncio.Task[Any]] = set()
 
 
+def _no_call() -> Any:
+    raise TypeError("this procedure has no function to call")  # pragma: no cover - a bug
+
+
 def _forget_pool() -> None:
     _pool.clear()
 
@@ -227,7 +237,9 @@ def _background() -> ThreadPoolExecutor:
         return _pool[0]
 
 
-def run_sync(procedure: Procedure, backend: Any, call: Callable[[], Any]) -> Any:
+def run_sync(
+    procedure: Generator[object, Any, _R], backend: Any = None, call: Callable[[], Any] = _no_call
+) -> _R:
     """Perform *procedure*'s effects in this thread and return its result."""
     reply: Any = None
     error: BaseException | None = None
@@ -235,7 +247,7 @@ def run_sync(procedure: Procedure, backend: Any, call: Callable[[], Any]) -> Any
         try:
             effect = procedure.send(reply) if error is None else procedure.throw(error)
         except StopIteration as stop:
-            return stop.value
+            return stop.value  # type: ignore[no-any-return]  # the generator's declared return
         reply = error = None
         try:
             if effect is CALL:
@@ -246,13 +258,17 @@ def run_sync(procedure: Procedure, backend: Any, call: Callable[[], Any]) -> Any
                 effect.flight.done.wait()  # type: ignore[union-attr]  # a follower made it
             elif type(effect) is Spawn:
                 _background().submit(run_sync, effect.procedure, backend, call)
+            elif callable(effect):
+                reply = effect()
             else:  # pragma: no cover - a bug in a procedure
                 raise TypeError(f"unknown effect {effect!r}")  # noqa: TRY301 - handed over below
         except BaseException as exc:  # noqa: BLE001 - handed to the procedure, which decides
             error = exc
 
 
-async def run_async(procedure: Procedure, backend: Any, call: Callable[[], Any]) -> Any:
+async def run_async(
+    procedure: Generator[object, Any, _R], backend: Any = None, call: Callable[[], Any] = _no_call
+) -> _R:
     """Perform *procedure*'s effects in this task and return its result."""
     reply: Any = None
     error: BaseException | None = None
@@ -260,7 +276,7 @@ async def run_async(procedure: Procedure, backend: Any, call: Callable[[], Any])
         try:
             effect = procedure.send(reply) if error is None else procedure.throw(error)
         except StopIteration as stop:
-            return stop.value
+            return stop.value  # type: ignore[no-any-return]  # the generator's declared return
         reply = error = None
         try:
             if effect is CALL:
@@ -275,6 +291,10 @@ async def run_async(procedure: Procedure, backend: Any, call: Callable[[], Any])
                 )
                 _tasks.add(task)
                 task.add_done_callback(_tasks.discard)
+            elif callable(effect):
+                reply = effect()
+                if inspect.isawaitable(reply):
+                    reply = await reply
             else:  # pragma: no cover - a bug in a procedure
                 raise TypeError(f"unknown effect {effect!r}")  # noqa: TRY301 - handed over below
         except BaseException as exc:  # noqa: BLE001 - handed to the procedure, which decides

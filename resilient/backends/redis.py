@@ -17,8 +17,8 @@ the commands each primitive sends, and what Redis does not promise.
 # - A stored value that fails to decode is absent, claim included, and is reported as one
 #   StoredValueRejected event; it never raises into user code.
 # - Each primitive is written once, as a generator of I/O steps (`_Steps`) given the client;
-#   `_run` performs them on the sync client and `_arun` awaits them on the asyncio one. Those
-#   two short loops are the only code written twice.
+#   `run_sync` performs them on the sync client and `run_async` awaits them on the asyncio
+#   one (the drivers in _drive.py, the library's one sync/async pair).
 # - asyncio clients belong to the event loop that first used their connections. When the
 #   backend built its clients, each running loop gets its own, closed when that loop shuts
 #   down its async generators (asyncio.run does) or by `aclose()`.
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import math
 import threading
 import time
@@ -50,7 +49,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from .._config import DEFAULTS
-from .._drive import emit
+from .._drive import emit, run_async, run_sync
 from ..events import StoredValueRejected
 from ..exceptions import CodecError
 from ..typing import Subscription
@@ -69,8 +68,9 @@ _Arg: TypeAlias = str | bytes | int
 _T = TypeVar("_T")
 # A primitive written once: a generator that yields steps, callables of no arguments that do
 # one I/O call on the client it was given. On a sync client a step returns the reply; on an
-# asyncio client it returns an awaitable of it. `_run` and `_arun` perform the steps and send
-# back each reply, or throw its exception in (so `except` and `finally` work as written).
+# asyncio client it returns an awaitable of it. The drivers of _drive.py (`run_sync`,
+# `run_async`) perform the steps and send back each reply, or throw its exception in (so
+# `except` and `finally` work as written).
 _Steps: TypeAlias = Generator[Callable[[], Any], Any, _T]
 
 _CLAIM: Final = ":claim"
@@ -595,7 +595,7 @@ class RedisBackend:
             await self._loops.aclose()
         self.close()
 
-    # primitives: each is written once, as steps (see _run), and run by a sync and an async
+    # primitives: each is written once, as steps (see _Steps), and run by a sync and an async
     # method on the matching client ---------------------------------------------------------
 
     def get(self, key: str, *, claim: Claim | None = None) -> Fetched:
@@ -603,11 +603,11 @@ class RedisBackend:
 
         See :meth:`resilient.typing.Backend.get`.
         """
-        return _run(self._get(self._sync(), key, claim))
+        return run_sync(self._get(self._sync(), key, claim))
 
     async def aget(self, key: str, *, claim: Claim | None = None) -> Fetched:
         """Read *key* (see :meth:`get`)."""
-        return await _arun(self._get(await self._async(), key, claim))
+        return await run_async(self._get(await self._async(), key, claim))
 
     def _get(self, client: Any, key: str, claim: Claim | None) -> _Steps[Fetched]:
         if claim is None:
@@ -633,7 +633,7 @@ class RedisBackend:
 
         See :meth:`resilient.typing.Backend.put`.
         """
-        _run(self._put(self._sync(), key, value, ttl=ttl, indexes=indexes, token=token))
+        run_sync(self._put(self._sync(), key, value, ttl=ttl, indexes=indexes, token=token))
 
     async def aput(
         self,
@@ -646,7 +646,7 @@ class RedisBackend:
     ) -> None:
         """Store *value* (see :meth:`put`)."""
         client = await self._async()
-        await _arun(self._put(client, key, value, ttl=ttl, indexes=indexes, token=token))
+        await run_async(self._put(client, key, value, ttl=ttl, indexes=indexes, token=token))
 
     def _put(
         self,
@@ -679,11 +679,11 @@ class RedisBackend:
 
     def release(self, key: str, token: str) -> None:
         """Release *token*'s claim on *key* and wake its waiters, if it still holds it."""
-        _run(self._release(self._sync(), key, token))
+        run_sync(self._release(self._sync(), key, token))
 
     async def arelease(self, key: str, token: str) -> None:
         """Release a claim (see :meth:`release`)."""
-        await _arun(self._release(await self._async(), key, token))
+        await run_async(self._release(await self._async(), key, token))
 
     def _release(self, client: Any, key: str, token: str) -> _Steps[None]:
         args = (token, self._publish, key + _RELEASED)
@@ -694,11 +694,11 @@ class RedisBackend:
 
         Woken by the release's message on the key's channel, not by polling.
         """
-        _run(self._wait_released(self._sync(), key, timeout))
+        run_sync(self._wait_released(self._sync(), key, timeout))
 
     async def await_released(self, key: str, timeout: float) -> None:  # noqa: ASYNC109 - protocol
         """Wait until the claim on *key* is released or expires (see :meth:`wait_released`)."""
-        await _arun(self._wait_released(await self._async(), key, timeout))
+        await run_async(self._wait_released(await self._async(), key, timeout))
 
     def _wait_released(self, client: Any, key: str, timeout: float) -> _Steps[None]:
         claim = key + _CLAIM
@@ -729,11 +729,11 @@ class RedisBackend:
 
         One command, or on Cluster one ``DEL`` per slot, pipelined.
         """
-        return _run(self._delete(self._sync(), keys))
+        return run_sync(self._delete(self._sync(), keys))
 
     async def adelete(self, keys: Sequence[str]) -> int:
         """Delete values (see :meth:`delete`)."""
-        return await _arun(self._delete(await self._async(), keys))
+        return await run_async(self._delete(await self._async(), keys))
 
     def _delete(self, client: Any, keys: Sequence[str]) -> _Steps[int]:
         if not keys:
@@ -752,11 +752,11 @@ class RedisBackend:
         and deletes its values (``MULTI ZREM DEL EXEC``; on Cluster ``ZREM`` and then one
         ``DEL`` per slot, pipelined). Never ``KEYS`` or ``SCAN``.
         """
-        return _run(self._purge(self._sync(), indexes))
+        return run_sync(self._purge(self._sync(), indexes))
 
     async def apurge(self, indexes: Sequence[str]) -> int:
         """Delete every value under *indexes* (see :meth:`purge`)."""
-        return await _arun(self._purge(await self._async(), indexes))
+        return await run_async(self._purge(await self._async(), indexes))
 
     def _purge(self, client: Any, indexes: Sequence[str]) -> _Steps[int]:
         deleted = 0
@@ -878,37 +878,3 @@ def _listen(read: Callable[..., Any], deadline: float, kinds: frozenset[str]) ->
         if message is not None and message["type"] in kinds:
             return True
     return False
-
-
-def _run(steps: _Steps[_T]) -> _T:
-    """Perform *steps* on a sync client: call each, send back its result or throw its error."""
-    reply: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step = steps.send(reply) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]  # the generator's declared return
-        reply = error = None
-        try:
-            reply = step()
-        except BaseException as exc:  # noqa: BLE001 - thrown into the steps, which decide
-            error = exc
-
-
-async def _arun(steps: _Steps[_T]) -> _T:
-    """Perform *steps* on an asyncio client: as :func:`_run`, awaiting what each returns."""
-    reply: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step = steps.send(reply) if error is None else steps.throw(error)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]  # the generator's declared return
-        reply = error = None
-        try:
-            reply = step()
-            if inspect.isawaitable(reply):
-                reply = await reply
-        except BaseException as exc:  # noqa: BLE001 - thrown into the steps, which decide
-            error = exc
