@@ -320,6 +320,26 @@ def test_real_processes_see_an_invalidation_from_another_process(
     assert results == [{"last": 2, "versions": [0, 2]}] * 2
 
 
+def test_invalidations_reach_local_tiers_on_a_cluster(redis_cluster_url: str) -> None:
+    """On a Redis Cluster, keys in many slots: one process's invalidations reach the other's."""
+    one, two = RedisBackend.cluster(redis_cluster_url), RedisBackend.cluster(redis_cluster_url)
+    try:
+        versions, (first, second) = on_each([one, two], tags=["item:{item}"])
+        for item in range(8):
+            warm(first, item)
+        versions.version = 1
+        second.invalidate(0)
+        assert invalidate_tags("item:1", backend=two) == 1
+        assert eventually(lambda: local_copies(first) == 6, DELIVERY)
+        assert [first(item)["version"] for item in range(8)] == [1, 1, 0, 0, 0, 0, 0, 0]
+        second.invalidate_all()
+        assert eventually(lambda: local_copies(first) == 0, DELIVERY)
+        assert first(5) == {"item": 5, "version": 1}
+    finally:
+        one.close()
+        two.close()
+
+
 # --- a lost subscription -------------------------------------------------------------------------
 
 
