@@ -39,6 +39,11 @@ def from_policy(count: int) -> list[int]:
     return [count]
 
 
+@cached(ttl=60, local_ttl=timedelta(seconds=5))
+def near(sku: str) -> int:
+    return len(sku)
+
+
 @cached(ttl=60, key="{user_id}", condition=lambda result: result is not None, cache_none=False)
 def maybe(request: object, user_id: int) -> int | None:
     return user_id or None
@@ -78,6 +83,7 @@ def check_sync_function() -> None:
     """A cached def keeps its parameters and return type; invalidate takes the same ones."""
     assert_type(profile(1), dict[str, str])
     assert_type(profile(1, lang="fr"), dict[str, str])
+    assert_type(near("A-17"), int)
     keep: Callable[[int], dict[str, str]] = profile
     assert keep(2) == {"id": "2", "lang": "en"}
     assert_type(profile.invalidate(1, lang="fr"), None)
@@ -201,6 +207,7 @@ def _misuse_options() -> None:
     cached(ttl=5, condition=5)  # type: ignore[arg-type]
     cached(ttl=5, backend=object())  # type: ignore[arg-type]
     cached(ttl=5, cache_none="no")  # type: ignore[arg-type]
+    cached(ttl=5, local_ttl="5")  # type: ignore[arg-type]
     cached(60)  # type: ignore[arg-type]
     cached(ttl=5)(42)  # type: ignore[call-overload]
     CachePolicy(maxsize=3)  # type: ignore[call-arg]
