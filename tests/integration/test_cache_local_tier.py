@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 from cache_support import PATIENCE, EventLog, pause, python_processes, run
 from redis_fixtures import Backends
 from redis_infra import FaultProxyFactory, RedisServer, commands_sent
@@ -481,3 +482,15 @@ def test_a_forked_child_drops_the_parents_copies_and_subscribes_on_its_own(
     with python_processes(FORK_SCRIPT, redis_url, count=1) as results:
         pass
     assert results == [{"child": 0, "parent": 1}]
+
+
+def test_a_backend_with_only_an_asyncio_client_cannot_keep_a_local_tier(redis_url: str) -> None:
+    """The listener thread needs the sync client: without one, the first call says so."""
+    backend = RedisBackend(async_client=redis.asyncio.Redis.from_url(redis_url))
+
+    @cached(ttl=60, local_ttl=5, backend=backend)
+    async def rates(currency: str) -> float:
+        return 1.1
+
+    with pytest.raises(TypeError, match="no sync client"):
+        run(rates("EUR"))
