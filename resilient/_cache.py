@@ -219,7 +219,12 @@ class _Local:
         self.store = LruStore(maxsize)
         self.generation = 0  # messages heard; an admission checks none came since its read
         self.lock = threading.Lock()
-        self.subscription: Subscription = backend.subscribe(_channel(namespace), self.heard)
+        # the subscription refers to this tier weakly, and ends when the tier is collected
+        # (with its cached function), so that the backend's thread does not keep it alive
+        self.subscription: Subscription = backend.subscribe(
+            _channel(namespace), _weak_listener(weakref.ref(self))
+        )
+        weakref.finalize(self, self.subscription.close)
         _LOCALS.add(self)
 
     def heard(self, message: str | None) -> None:
@@ -244,6 +249,15 @@ class _Local:
             if generation == self.generation and self.subscription.live:
                 now = DEFAULTS.clock.monotonic()
                 self.store.put(key, entry, ttl=life, indexes=indexes, token=None, now=now)
+
+
+def _weak_listener(local: weakref.ref[_Local]) -> Callable[[str | None], None]:
+    def listener(message: str | None) -> None:
+        alive = local()
+        if alive is not None:
+            alive.heard(message)
+
+    return listener
 
 
 # every local tier of this process, to tell of this process's own invalidations and to empty

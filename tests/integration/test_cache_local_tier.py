@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -494,3 +495,22 @@ def test_a_backend_with_only_an_asyncio_client_cannot_keep_a_local_tier(redis_ur
 
     with pytest.raises(TypeError, match="no sync client"):
         run(rates("EUR"))
+
+
+def test_a_collected_cached_function_ends_its_subscription_and_the_thread(
+    redis_url: str, backends: Backends
+) -> None:
+    """Functions decorated and dropped at run time leave no subscription and no thread behind."""
+    backend = backends(redis_url)
+
+    def pubsub_threads() -> list[str]:
+        return [thread.name for thread in threading.enumerate() if thread.name.endswith("pubsub")]
+
+    def use_once() -> None:
+        _, (versioned,) = on_each([backend], name="short-lived")
+        warm(versioned, 1)
+        assert pubsub_threads()
+
+    use_once()
+    gc.collect()
+    assert eventually(lambda: not pubsub_threads(), DELIVERY)
