@@ -56,7 +56,7 @@ from . import _config
 from ._config import DEFAULTS, check_namespace, on_change
 from ._core.cache import CachePolicy, Freshness, judge
 from ._decorate import Call, Decorator, Target, Wrapper
-from ._drive import CALL, Join, Op, Procedure, Spawn, emit, run_async, run_sync
+from ._drive import CALL, Join, Op, Procedure, Spawn, emit, run_async, run_sync, type_name
 from ._flight import Flights
 from ._keys import CallKeys, digest
 from .backends._types import Claim, Fetched
@@ -682,7 +682,7 @@ class _CachedCall:
                     policy=self.name,
                     time=now,
                     outcome="success" if error is None else "failure",
-                    error_type=None if error is None else _type_name(error),
+                    error_type=None if error is None else type_name(error),
                     elapsed=now - start,
                 ),
             )
@@ -706,7 +706,7 @@ class _CachedCall:
                     time=now,
                     backend=str(getattr(backend, "name", type(backend).__name__)),
                     operation=operation,
-                    error_type=_type_name(error),
+                    error_type=type_name(error),
                     suppressed=suppressed,
                 ),
             )
@@ -809,13 +809,6 @@ os.register_at_fork(after_in_child=_forget_locals)
 
 def _served_status(verdict: Freshness) -> CacheStatus:
     return CacheStatus.STALE if verdict is Freshness.STALE else CacheStatus.HIT
-
-
-def _type_name(error: BaseException) -> str:
-    cls = type(error)
-    return (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
 
 
 def _cache_of(steps: tuple[Call, ...]) -> _CachedCall:

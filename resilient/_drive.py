@@ -50,6 +50,7 @@ __all__ = [
     "repeat_sync",
     "run_async",
     "run_sync",
+    "type_name",
 ]
 
 _logger = logging.getLogger("resilient")
@@ -181,6 +182,14 @@ def emit(defaults: Defaults, event: Event) -> None:
                     observer,
                     event.kind,
                 )
+
+
+def type_name(error: BaseException) -> str:
+    """Name *error*'s class as events report it: bare for builtins, else with its module."""
+    cls = type(error)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
 
 
 class Op(NamedTuple):

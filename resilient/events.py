@@ -171,7 +171,9 @@ class BackendFailed(Event):
 
     Attributes:
         backend: The backend's name, e.g. ``"redis"``.
-        operation: The primitive that failed, e.g. ``"get"`` or ``"put"``.
+        operation: The primitive that failed, e.g. ``"get"`` or ``"put"``; ``"subscribe"``
+            when a backend lost the pub/sub connection that keeps local tiers coherent (its
+            *policy* is then the backend's name).
         error_type: The exception type the backend raised.
         suppressed: Failures not reported since the previous event.
     """

@@ -15,6 +15,8 @@
 #   then is its listener called with None. Before a subscription becomes live its listener
 #   hears None too: redis-py may reconnect and subscribe again by itself inside a read, and
 #   the confirmation that follows is the only sign that messages were missed in between.
+# - Losing a live connection is reported as one BackendFailed event (operation "subscribe");
+#   failing to connect again is not, until the connection has been live once more.
 # - A listener that raises is logged once and never stops the thread.
 from __future__ import annotations
 
@@ -25,6 +27,10 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final
+
+from .._config import DEFAULTS
+from .._drive import emit, type_name
+from ..events import BackendFailed
 
 __all__ = ["Hub"]
 
@@ -158,13 +164,15 @@ class Hub:
                 pubsub = self._connect()
                 self._listen(run, pubsub)
             except Exception as error:  # noqa: BLE001 - any failure: report, reconnect
-                if run.confirmed:
-                    _logger.warning(
-                        "resilient: %s lost its pub/sub connection (%r); local copies are "
-                        "dropped until it is back",
-                        self._name,
-                        error,
+                if run.confirmed and DEFAULTS.observers:
+                    event = BackendFailed(
+                        policy=self._name,
+                        time=DEFAULTS.clock.monotonic(),
+                        backend=self._name,
+                        operation="subscribe",
+                        error_type=type_name(error),
                     )
+                    emit(DEFAULTS, event)
             finally:
                 if self._missed(run, self._channels()):
                     delay = _RETRY_FIRST  # it had been live: reconnect at once

@@ -20,7 +20,7 @@ import resilient
 from resilient import CacheStatus, ainvalidate_tags, cache_status, cached, invalidate_tags
 from resilient.backends import MemoryBackend
 from resilient.backends.redis import RedisBackend
-from resilient.events import CacheHit
+from resilient.events import BackendFailed, CacheHit
 
 # Real seconds the tests give an invalidation to reach another backend's listener thread.
 DELIVERY = 1.0
@@ -346,13 +346,16 @@ def test_invalidations_reach_local_tiers_on_a_cluster(redis_cluster_url: str) ->
 
 
 def test_a_killed_redis_empties_the_local_tier_and_it_fills_again_after_restart(
-    fresh_redis: RedisServer, backends: Backends
+    fresh_redis: RedisServer, backends: Backends, log: EventLog
 ) -> None:
     """Messages may be missed while Redis is down: local copies go, and come back after."""
     _, (versioned,) = on_each([backends(fresh_redis.url)])
     warm(versioned, 1)
     fresh_redis.kill()
     assert eventually(lambda: local_copies(versioned) == 0, DELIVERY)
+    log.wait_for(BackendFailed)
+    lost = [event for event in log.of(BackendFailed) if event.operation == "subscribe"]
+    assert [(event.policy, event.backend) for event in lost] == [("redis", "redis")]
     assert versioned(1) == {"item": 1, "version": 0}
     assert cache_status() is CacheStatus.BYPASS
     fresh_redis.restart()
