@@ -436,7 +436,7 @@ class _CachedCall:
                 return self._served(key, value, verdict)
             flight, leads = self.flights.join(key)
             if not leads:
-                yield Join(flight)
+                yield Join(flight.landing)
                 if flight.abandoned:
                     continue
                 return self._followed(flight, now)
@@ -487,7 +487,7 @@ class _CachedCall:
             flight, leads = self.flights.join(key)
             if leads:
                 break
-            yield Join(flight)
+            yield Join(flight.landing)
             if not flight.abandoned:
                 return self._followed(flight, clock.monotonic())
         try:

@@ -34,7 +34,7 @@ from ._config import DEFAULTS, Defaults
 
 if TYPE_CHECKING:
     from ._decorate import Call
-    from ._flight import Flight
+    from ._signal import Signal
     from .events import Event
 
 __all__ = [
@@ -201,9 +201,9 @@ class Op(NamedTuple):
 
 
 class Join(NamedTuple):
-    """Effect: wait until *flight* has landed."""
+    """Effect: wait until a flight has landed: until *landing* (its `Flight.landing`) fires."""
 
-    flight: Flight
+    landing: Signal
 
 
 class Spawn(NamedTuple):
@@ -264,7 +264,7 @@ def run_sync(
             elif type(effect) is Op:
                 reply = getattr(backend, effect.name)(*effect.args, **effect.kwargs)
             elif type(effect) is Join:
-                effect.flight.done.wait()  # type: ignore[union-attr]  # a follower made it
+                effect.landing.wait()
             elif type(effect) is Spawn:
                 _background().submit(run_sync, effect.procedure, backend, call)
             elif callable(effect):
@@ -293,7 +293,7 @@ async def run_async(
             elif type(effect) is Op:
                 reply = await getattr(backend, "a" + effect.name)(*effect.args, **effect.kwargs)
             elif type(effect) is Join:
-                await effect.flight.done.await_fired()  # type: ignore[union-attr]  # see above
+                await effect.landing.await_fired()
             elif type(effect) is Spawn:
                 task = asyncio.get_running_loop().create_task(
                     run_async(effect.procedure, backend, call)

@@ -32,6 +32,14 @@ class Flight:
         self.error: BaseException | None = None
         self.abandoned = False
 
+    @property
+    def landing(self) -> Signal:
+        """The signal a follower waits on: made by the follower's own `Flights.join`."""
+        done = self.done
+        if done is None:  # pragma: no cover - only a leader, which never waits, lacks it
+            raise RuntimeError("only a follower of this flight may wait for it")
+        return done
+
 
 class Flights:
     """The flights in progress, by key; thread-safe."""
