@@ -16,9 +16,8 @@
 # more effect: a plain callable of no arguments, one I/O call on a client it was given, whose
 # result is sent back (awaited first, by `run_async`, when it is awaitable). `run_sync` and
 # `run_async` perform them and send back the result, or throw the exception into the
-# generator. Where a backend round trip dominates,
-# the generator's cost (a microsecond) does not show; hot paths (a memory cache hit) answer
-# before any generator is made.
+# generator. Where a backend round trip dominates, the generator's cost (a microsecond) does
+# not show; hot paths (a memory cache hit) answer before any generator is made.
 from __future__ import annotations
 
 import asyncio
