@@ -1,4 +1,4 @@
-"""Resilience for Python service calls: retries and caches today; breakers and locks to come.
+"""Resilience for Python service calls: retries, circuit breakers and caches; locks to come.
 
 Every decorator works on sync and async functions and methods and reports each decision to
 the observers configured with :func:`configure`.
@@ -7,6 +7,7 @@ the observers configured with :func:`configure`.
 from __future__ import annotations
 
 from . import wait
+from ._breaker import Breaker, breaker
 from ._cache import (
     Cached,
     CachePolicy,
@@ -17,6 +18,7 @@ from ._cache import (
     invalidate_tags,
 )
 from ._config import configure, reset_defaults
+from ._core.breaker import BreakerPolicy, BreakerState, BreakerStats
 from ._retry import Attempt, RetryBudget, Retrying, RetryPolicy, retry, retrying
 
 __all__ = [
@@ -31,6 +33,12 @@ __all__ = [
     "Retrying",
     "Attempt",
     "wait",
+    # circuit breaking
+    "breaker",
+    "Breaker",
+    "BreakerPolicy",
+    "BreakerState",
+    "BreakerStats",
     # caching
     "cached",
     "CachePolicy",

@@ -20,6 +20,12 @@ import attrs
 
 __all__ = [
     "BackendFailed",
+    "BreakerClosed",
+    "BreakerDisabled",
+    "BreakerHalfOpened",
+    "BreakerOpened",
+    "BreakerRejected",
+    "BreakerTransitioned",
     "CacheHit",
     "CacheMissed",
     "CacheRefreshed",
@@ -162,6 +168,90 @@ class CacheRefreshed(Event):
 
 
 @attrs.frozen(kw_only=True)
+class BreakerTransitioned(Event):
+    """A circuit breaker changed state; the base of the four transition events below.
+
+    Attributes:
+        from_state: The state it left (a :class:`resilient.BreakerState` value, e.g.
+            ``"closed"``).
+        to_state: The state it entered.
+        reason: Why: ``"failure_rate"``, ``"slow_call_rate"``, ``"consecutive_failures"``,
+            ``"probe_failed"`` or ``"probe_lost"`` (tripped); ``"open_for_elapsed"``
+            (half-opened); ``"probes_passed"`` (closed after probing); ``"forced_open"``,
+            ``"disabled"``, ``"closed"`` or ``"reset"`` (by hand).
+        failure_rate: The failure rate in the sliding window at that moment, or ``None``
+            when the window was empty.
+        slow_call_rate: Likewise for slow calls; ``None`` when they are not detected.
+        open_for: Seconds the breaker stays open, when it opened; else ``None``.
+    """
+
+    kind: ClassVar[str] = "breaker.transitioned"
+    attribute_fields: ClassVar[tuple[str, ...]] = ("from_state", "to_state", "reason")
+
+    from_state: str
+    to_state: str
+    reason: str
+    failure_rate: float | None
+    slow_call_rate: float | None
+    open_for: float | None
+
+
+@attrs.frozen(kw_only=True)
+class BreakerOpened(BreakerTransitioned):
+    """A circuit breaker opened (tripped) or was forced open: calls are now refused.
+
+    Attributes:
+        open_for: Seconds the breaker stays open before probing; ``None`` when forced open.
+    """
+
+    kind: ClassVar[str] = "breaker.opened"
+    severity: ClassVar[str] = "warning"
+    duration_fields: ClassVar[tuple[str, ...]] = ("open_for",)
+
+
+@attrs.frozen(kw_only=True)
+class BreakerHalfOpened(BreakerTransitioned):
+    """An open circuit breaker's open time passed: it lets probe calls through."""
+
+    kind: ClassVar[str] = "breaker.half_opened"
+
+
+@attrs.frozen(kw_only=True)
+class BreakerClosed(BreakerTransitioned):
+    """A circuit breaker closed: its probes succeeded, or it was closed or reset by hand."""
+
+    kind: ClassVar[str] = "breaker.closed"
+
+
+@attrs.frozen(kw_only=True)
+class BreakerDisabled(BreakerTransitioned):
+    """A circuit breaker was disabled by hand: calls pass and nothing is counted."""
+
+    kind: ClassVar[str] = "breaker.disabled"
+    severity: ClassVar[str] = "warning"
+
+
+@attrs.frozen(kw_only=True)
+class BreakerRejected(Event):
+    """A circuit breaker refused a call (it raised CircuitOpenError, or its fallback ran).
+
+    Attributes:
+        state: The breaker's state: ``"open"``, ``"half_open"`` (every probe place taken) or
+            ``"forced_open"``.
+        remaining: Seconds until it lets probes through; ``None`` when forced open.
+        fallback: Whether the breaker's fallback answered the call instead.
+    """
+
+    kind: ClassVar[str] = "breaker.rejected"
+    severity: ClassVar[str] = "debug"
+    attribute_fields: ClassVar[tuple[str, ...]] = ("state", "fallback")
+
+    state: str
+    remaining: float | None
+    fallback: bool
+
+
+@attrs.frozen(kw_only=True)
 class BackendFailed(Event):
     """A backend operation failed; the capability carried on as its failure policy says.
 
@@ -215,6 +305,11 @@ def all_event_types() -> tuple[type[Event], ...]:
         CacheMissed,
         CacheStaleServed,
         CacheRefreshed,
+        BreakerOpened,
+        BreakerHalfOpened,
+        BreakerClosed,
+        BreakerDisabled,
+        BreakerRejected,
         BackendFailed,
         StoredValueRejected,
     )

@@ -7,7 +7,18 @@ here are for decisions the library itself makes.
 
 from __future__ import annotations
 
-__all__ = ["BackendUnavailableError", "CodecError", "ResilientError", "UncacheableArgumentError"]
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._core.breaker import BreakerState
+
+__all__ = [
+    "BackendUnavailableError",
+    "CircuitOpenError",
+    "CodecError",
+    "ResilientError",
+    "UncacheableArgumentError",
+]
 
 
 class ResilientError(Exception):
@@ -29,6 +40,35 @@ class BackendUnavailableError(ResilientError):
         super().__init__(message)
         self.backend = backend
         self.operation = operation
+
+
+class CircuitOpenError(ResilientError):
+    """A circuit breaker refused the call: the dependency behind it is presumed down.
+
+    Nothing was called. A :func:`resilient.retry` that retries this error waits for
+    :attr:`retry_after` (up to its ``max_wait``), as it does for any Retry-After hint.
+
+    Attributes:
+        name: The breaker's name.
+        state: Its state, a :class:`resilient.BreakerState`: open, half-open (every probe
+            place taken) or forced open.
+        remaining: Seconds until it lets probes through (0.0 when half-open), or ``None``
+            when it was forced open and waits for a manual close.
+        retry_after: The same as *remaining*.
+    """
+
+    def __init__(self, name: str, state: BreakerState, remaining: float | None) -> None:
+        if remaining is None:
+            wait = "until it is closed by hand"
+        elif remaining > 0:
+            wait = f"for another {remaining:.3f} s"
+        else:
+            wait = "until its probe calls report"
+        super().__init__(f"circuit breaker {name!r} is {state.value}: calls are refused {wait}")
+        self.name = name
+        self.state = state
+        self.remaining = remaining
+        self.retry_after = remaining
 
 
 class CodecError(ResilientError):

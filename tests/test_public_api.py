@@ -33,6 +33,12 @@ PUBLIC_NAMES = [
     "Retrying",
     "Attempt",
     "wait",
+    # circuit breaking
+    "breaker",
+    "Breaker",
+    "BreakerPolicy",
+    "BreakerState",
+    "BreakerStats",
     # caching
     "cached",
     "CachePolicy",

@@ -19,12 +19,13 @@ import re
 from collections.abc import Callable
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
 from ..typing import ExceptionPredicate, ExceptionTypes, ResultPredicate, Wait
 from .backoff import exponential, full_jitter
+from .matching import Handling, convert_on
 from .seconds import Seconds, non_negative_seconds, positive_seconds
 
 __all__ = ["Budget", "RetryPolicy", "RetryRun", "parse_retry_after", "retry_after_hint"]
@@ -41,37 +42,13 @@ class Budget(Protocol):
         """Spend one retry if allowed."""
 
 
+_RETRYING = Handling(does="retries", done="retried", purpose="to retry")
+
+
 def _convert_on(
     given: ExceptionTypes | ExceptionPredicate | list[type[Exception]],
 ) -> ExceptionTypes | ExceptionPredicate:
-    on: object = tuple(given) if isinstance(given, list) else given
-    types = on if isinstance(on, tuple) else (on,)
-    if isinstance(on, tuple) and not on:
-        raise ValueError("on=() retries nothing: name the exception types to retry")
-    for item in types:
-        if isinstance(item, BaseException):
-            raise TypeError(
-                f"on= got the exception instance {item!r}; pass its class instead: "
-                f"on={type(item).__name__}"
-            )
-        if isinstance(item, type):
-            if issubclass(item, Exception):
-                continue
-            if issubclass(item, BaseException):
-                raise TypeError(
-                    f"on={item.__name__} can never be retried: cancellation, KeyboardInterrupt, "
-                    "SystemExit and GeneratorExit always propagate. Retry Exception subclasses."
-                )
-            raise TypeError(
-                f"on={item.__name__} is not an exception class: pass exception types, e.g. "
-                "on=(ConnectionError, TimeoutError), or a predicate taking the exception"
-            )
-        if isinstance(on, tuple) or not callable(item):
-            raise TypeError(
-                f"on={on!r} is neither exception types nor a predicate: pass e.g. "
-                "on=ConnectionError or on=lambda exc: isinstance(exc, OSError)"
-            )
-    return cast("ExceptionTypes | ExceptionPredicate", on)
+    return convert_on(given, _RETRYING)
 
 
 def _check_attempts(instance: object, attribute: object, value: object) -> None:

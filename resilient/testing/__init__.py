@@ -25,10 +25,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
+from .._breaker import reset_breakers
 from .._config import DEFAULTS
 from ..events import Event
 
-__all__ = ["FakeClock", "capture_events", "set_testing"]
+__all__ = ["FakeClock", "capture_events", "reset_breakers", "set_testing"]
 
 
 class _RestoreTesting:

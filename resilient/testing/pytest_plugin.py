@@ -2,7 +2,7 @@
 
 Enable it in a ``conftest.py`` with ``pytest_plugins = ["resilient.testing.pytest_plugin"]``.
 Every test then starts from the library's defaults (anything a test configured is reset
-after it), and can ask for these fixtures:
+after it, and every circuit breaker is reset to closed), and can ask for these fixtures:
 
 - ``fake_clock``: a :class:`~resilient.testing.FakeClock` installed as the clock;
 - ``captured_events``: the list of events reported during the test;
@@ -17,7 +17,7 @@ import pytest
 
 from .._config import configure, reset_defaults
 from ..events import Event
-from . import FakeClock, capture_events, set_testing
+from . import FakeClock, capture_events, reset_breakers, set_testing
 
 __all__ = ["captured_events", "fake_clock", "resilient_testing"]
 
@@ -26,6 +26,7 @@ __all__ = ["captured_events", "fake_clock", "resilient_testing"]
 def _resilient_reset_defaults() -> Iterator[None]:
     yield
     reset_defaults()
+    reset_breakers()
 
 
 @pytest.fixture

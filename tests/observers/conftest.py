@@ -26,6 +26,7 @@ _SAMPLES: dict[object, object] = {
     str | None: "sample",
     int | None: 2,
     float | None: 0.25,
+    bool: True,
 }
 
 

@@ -1,0 +1,483 @@
+# `breaker()` and `Breaker`: the drivers around the state machine in _core/breaker.py.
+#
+# Rules:
+# - One `Breaker` per name in a process (the registry below); every decorated function, block
+#   and thread using the name shares its state. Its lock guards the core only, for a few
+#   attribute updates: it is never held while the user's function runs, nor while observers
+#   are told (the transitions are reported after it is released, in the order they happened
+#   under it as far as one thread sees).
+# - The closed path reads one attribute (the core's `counter`) to admit a call. A quick success
+#   with nothing to check (a count window, no slow-call time, no result predicate) is counted
+#   with `next()` on that counter, without the lock; anything else takes the lock once, after
+#   the call. Every state but closed goes through `admit`.
+# - The sync and async call steps are mirror images: admit, call, classify, count. What a
+#   call counts as is decided by the policy (`error_outcome`, `on_result`), what that does to
+#   the state by the core; the steps only measure and report.
+# - A `with` block keeps its permit in a context variable, so one breaker serves blocks in
+#   many threads and tasks at once; `async with` does the same in the task's own context.
+from __future__ import annotations
+
+import contextvars
+import inspect
+import math
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, ParamSpec, TypeAlias, TypedDict, TypeVar, Unpack
+
+import attrs
+
+from ._config import DEFAULTS
+from ._core.breaker import (
+    IGNORED,
+    Admission,
+    BreakerCore,
+    BreakerPolicy,
+    BreakerState,
+    BreakerStats,
+    Transition,
+)
+from ._core.window import FAILURE, SLOW
+from ._decorate import Call, Decorator, Target, call_function
+from ._drive import emit
+from .events import (
+    BreakerClosed,
+    BreakerDisabled,
+    BreakerHalfOpened,
+    BreakerOpened,
+    BreakerRejected,
+    BreakerTransitioned,
+)
+from .exceptions import CircuitOpenError
+from .typing import ExceptionPredicate, ExceptionTypes, ResultPredicate
+
+__all__ = ["Breaker", "BreakerOptions", "breaker", "reset_breakers"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_RECENT = 1024  # names kept alive by the registry alone, most recently used first
+_NAME_LIMIT = 200
+
+_EVENTS: dict[BreakerState, type[BreakerTransitioned]] = {
+    BreakerState.OPEN: BreakerOpened,
+    BreakerState.FORCED_OPEN: BreakerOpened,
+    BreakerState.HALF_OPEN: BreakerHalfOpened,
+    BreakerState.CLOSED: BreakerClosed,
+    BreakerState.DISABLED: BreakerDisabled,
+}
+
+# the permits of the `with` blocks open in this context: (breaker, permit, start) innermost last
+_Block: TypeAlias = "tuple[Breaker, Admission, float]"
+_blocks: contextvars.ContextVar[tuple[_Block, ...]] = contextvars.ContextVar(
+    "resilient_breaker_blocks", default=()
+)
+
+
+class BreakerOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`breaker`: the fields of :class:`BreakerPolicy`."""
+
+    failure_rate: float | None
+    window: int | timedelta
+    minimum_calls: int
+    consecutive_failures: int | None
+    slow_call_after: float | timedelta | None
+    slow_call_rate: float | None
+    on: ExceptionTypes | ExceptionPredicate
+    exclude: ExceptionTypes | tuple[()]
+    on_result: ResultPredicate | None
+    open_for: float | timedelta
+    max_open_for: float | timedelta | None
+    half_open_calls: int
+    fallback: Callable[..., Any] | None
+
+
+_FIELDS = frozenset(BreakerOptions.__optional_keys__)
+
+
+class Breaker:
+    """A named circuit breaker: a decorator, a ``with`` / ``async with`` block, and controls.
+
+    Get one with :func:`breaker`; the same name always gives the same object. Thread-safe and
+    usable from any number of threads and event loops at once.
+
+    Attributes:
+        name: The breaker's name, reported in events and errors.
+        policy: Its :class:`BreakerPolicy`.
+    """
+
+    __slots__ = ("__weakref__", "_core", "_lock", "name", "policy")
+
+    def __init__(self, name: str, policy: BreakerPolicy) -> None:
+        self.name = name
+        self.policy = policy
+        self._core = BreakerCore(policy)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Breaker {self.name!r} {self._core.state.value}>"
+
+    # decorating ------------------------------------------------------------------------------
+
+    def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
+        """Guard *function* (sync or async, a method too) with this breaker."""
+        return Decorator(_BreakerLayer(self), "breaker")(function)
+
+    # state and controls ----------------------------------------------------------------------
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state (an open breaker whose open time has passed reads half-open)."""
+        with self._lock:
+            transition = self._core.tick(DEFAULTS.clock.monotonic())
+        if transition is not None:
+            self._report(transition)
+        return self._core.state
+
+    def stats(self) -> BreakerStats:
+        """Return a snapshot: state, window counts and rates, rejections, time to half-open."""
+        now = DEFAULTS.clock.monotonic()
+        with self._lock:
+            transition = self._core.tick(now)
+            stats = self._core.stats(self.name, now)
+        if transition is not None:
+            self._report(transition)
+        return stats
+
+    def open(self) -> None:
+        """Force the breaker open: refuse every call until :meth:`close` or :meth:`reset`."""
+        self._manual(BreakerCore.force_open)
+
+    def disable(self) -> None:
+        """Let every call through and count none, until :meth:`close` or :meth:`reset`."""
+        self._manual(BreakerCore.disable)
+
+    def close(self) -> None:
+        """Close the breaker, whatever its state, with an empty window and no trips behind it."""
+        self._manual(BreakerCore.close)
+
+    def reset(self) -> None:
+        """Close the breaker and forget every count, the rejections included."""
+        self._manual(BreakerCore.reset)
+
+    def _manual(self, action: Callable[[BreakerCore, float], Transition | None]) -> None:
+        with self._lock:
+            transition = action(self._core, DEFAULTS.clock.monotonic())
+        if transition is not None and transition.source is not transition.target:
+            self._report(transition)
+
+    # one call ----------------------------------------------------------------------------------
+
+    def admit(self) -> Admission | float:
+        """Ask to make a call: a permit, or the seconds left (see BreakerCore.admit)."""
+        now = DEFAULTS.clock.monotonic()
+        with self._lock:
+            decision, transition = self._core.admit(now)
+        if transition is not None:
+            self._report(transition)
+        return decision
+
+    def refused(self, remaining: float, *, fallback: bool) -> CircuitOpenError:
+        """Report a refused call and return the error that says so."""
+        state = self._core.state
+        left = None if math.isinf(remaining) else remaining
+        if DEFAULTS.observers:
+            emit(
+                DEFAULTS,
+                BreakerRejected(
+                    policy=self.name,
+                    time=DEFAULTS.clock.monotonic(),
+                    state=state.value,
+                    remaining=left,
+                    fallback=fallback,
+                ),
+            )
+        return CircuitOpenError(self.name, state, left)
+
+    def finish(self, permit: Admission, start: float, outcome: int) -> None:
+        """Count the *outcome* of a call made under *permit* that started at *start*."""
+        now = DEFAULTS.clock.monotonic()
+        slow_after = self.policy.slow_call_after
+        if slow_after is not None and outcome != IGNORED and now - start >= slow_after:
+            outcome |= SLOW
+        with self._lock:
+            transition = self._core.record(permit, outcome, now)
+        if transition is not None:
+            self._report(transition)
+
+    def failed(self, permit: Admission, start: float, exc: BaseException) -> None:
+        """Count a call that raised *exc* (a broken on= predicate raises, chained to *exc*)."""
+        try:
+            outcome = self.policy.error_outcome(exc)
+        except Exception as predicate_error:  # from on=: show what it was judging
+            raise predicate_error from exc
+        self.finish(permit, start, outcome)
+
+    def returned(self, permit: Admission, start: float, result: object) -> None:
+        """Count a call that returned *result*."""
+        check = self.policy.on_result
+        self.finish(permit, start, FAILURE if check is not None and check(result) else 0)
+
+    def _report(self, transition: Transition) -> None:
+        if not DEFAULTS.observers:
+            return
+        event = _EVENTS[transition.target](
+            policy=self.name,
+            time=transition.time,
+            from_state=transition.source.value,
+            to_state=transition.target.value,
+            reason=transition.reason,
+            failure_rate=transition.failure_rate,
+            slow_call_rate=transition.slow_call_rate,
+            open_for=transition.open_for,
+        )
+        emit(DEFAULTS, event)
+
+    # blocks ------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Breaker:
+        """Admit the block, or raise :class:`CircuitOpenError`."""
+        decision = self.admit()
+        if isinstance(decision, float):
+            raise self.refused(decision, fallback=False)
+        start = DEFAULTS.clock.monotonic()
+        _blocks.set((*_blocks.get(), (self, decision, start)))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Count how the block ended; never swallows its exception."""
+        blocks = _blocks.get()
+        for position in range(len(blocks) - 1, -1, -1):
+            if blocks[position][0] is self:
+                _, permit, start = blocks[position]
+                _blocks.set(blocks[:position] + blocks[position + 1 :])
+                break
+        else:
+            raise RuntimeError(
+                f"{self!r} was left in a context it was not entered in: enter and leave a "
+                "breaker's block in the same thread or task"
+            )
+        if exc is None:
+            self.finish(permit, start, 0)
+        else:
+            self.failed(permit, start, exc)
+
+    async def __aenter__(self) -> Breaker:
+        """Admit the block (see :meth:`__enter__`)."""
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Count how the block ended (see :meth:`__exit__`)."""
+        self.__exit__(exc_type, exc, tb)
+
+
+class _Guard:
+    """A breaker as applied to one decorated function: its sync and async call steps."""
+
+    __slots__ = ("breaker", "core", "fallback", "lazy", "nested", "timed")
+
+    def __init__(self, breaker: Breaker, inner: Call) -> None:
+        policy = breaker.policy
+        self.breaker = breaker
+        self.core = breaker._core
+        self.fallback = policy.fallback
+        # None when the step inside is the function itself, which is then called directly
+        self.nested = None if inner is call_function else inner
+        self.timed = policy.slow_call_after is not None
+        # whether a quick success can be counted on the closed epoch's counter, lock-free
+        self.lazy = isinstance(policy.window, int) and not self.timed and not policy.on_result
+
+    def refuse(self, remaining: float, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Raise CircuitOpenError for a refused call, or return what the fallback answers."""
+        fallback = self.fallback
+        if fallback is None:
+            raise self.breaker.refused(remaining, fallback=False)
+        self.breaker.refused(remaining, fallback=True)
+        return fallback(*args, **kwargs)
+
+    def call_sync(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        counter = self.core.counter
+        permit: Admission
+        if counter is None:
+            decision = self.breaker.admit()
+            if isinstance(decision, float):
+                return self.refuse(decision, args, kwargs)
+            permit = decision
+        else:
+            permit = counter
+        start = DEFAULTS.clock.monotonic() if self.timed else 0.0
+        nested = self.nested
+        try:
+            if nested is None:
+                result = wrapped(*args, **kwargs)
+            else:
+                result = nested(wrapped, instance, args, kwargs)
+        except BaseException as exc:
+            self.breaker.failed(permit, start, exc)
+            raise
+        if permit is counter and self.lazy:
+            next(counter)
+        else:
+            self.breaker.returned(permit, start, result)
+        return result
+
+    async def call_async(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        counter = self.core.counter
+        permit: Admission
+        if counter is None:
+            decision = self.breaker.admit()
+            if isinstance(decision, float):
+                answer = self.refuse(decision, args, kwargs)
+                return (await answer) if inspect.isawaitable(answer) else answer
+            permit = decision
+        else:
+            permit = counter
+        start = DEFAULTS.clock.monotonic() if self.timed else 0.0
+        nested = self.nested
+        try:
+            if nested is None:
+                result = await wrapped(*args, **kwargs)
+            else:
+                result = await nested(wrapped, instance, args, kwargs)
+        except BaseException as exc:
+            self.breaker.failed(permit, start, exc)
+            raise
+        if permit is counter and self.lazy:
+            next(counter)
+        else:
+            self.breaker.returned(permit, start, result)
+        return result
+
+
+@attrs.frozen
+class _BreakerLayer:
+    breaker: Breaker
+
+    def build(self, inner: Call, target: Target) -> Call:
+        guard = _Guard(self.breaker, inner)
+        return guard.call_async if target.is_async else guard.call_sync
+
+
+class _Registry:
+    """Every live breaker by name, and the most recently asked-for ones kept alive.
+
+    A breaker lives as long as anything holds it (a decorated function does); the registry
+    itself keeps only the last `_RECENT` names asked for, so that breakers made per host or
+    per tenant and used in ``with`` blocks keep their state while in use, and memory stays
+    bounded when names come and go.
+    """
+
+    __slots__ = ("_live", "_lock", "_recent")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._live: weakref.WeakValueDictionary[str, Breaker] = weakref.WeakValueDictionary()
+        self._recent: OrderedDict[str, Breaker] = OrderedDict()
+
+    def get(self, name: str, policy: BreakerPolicy) -> Breaker:
+        """Return the breaker named *name*, made with *policy* if there is none."""
+        with self._lock:
+            found = self._live.get(name)
+            if found is None:
+                found = self._live[name] = Breaker(name, policy)
+            elif found.policy != policy:
+                raise ValueError(
+                    f"breaker {name!r} already exists with other settings ({found.policy!r}): "
+                    "one name is one breaker, so give every use of the name the same settings, "
+                    "or give this one a name of its own"
+                )
+            recent = self._recent
+            recent[name] = found
+            recent.move_to_end(name)
+            if len(recent) > _RECENT:
+                recent.popitem(last=False)
+            return found
+
+    def live(self) -> list[Breaker]:
+        """Return every breaker alive now."""
+        with self._lock:
+            return list(self._live.values())
+
+
+_REGISTRY = _Registry()
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not name or len(name) > _NAME_LIMIT or not name.isprintable():
+        raise TypeError(
+            f"breaker() takes a name first: a printable string of 1 to {_NAME_LIMIT} "
+            f'characters naming the dependency it guards, e.g. breaker("payments-api"), '
+            f"not {name!r}"
+        )
+    return name
+
+
+def breaker(
+    name: str, policy: BreakerPolicy | None = None, /, **options: Unpack[BreakerOptions]
+) -> Breaker:
+    """Return the circuit breaker named *name*, making it on first use.
+
+    Use it as a decorator on sync and async functions and methods, or around a block with
+    ``with`` / ``async with``. While it is open, calls raise
+    :class:`resilient.exceptions.CircuitOpenError` without running (or get the *fallback*).
+    Takes a :class:`BreakerPolicy`, or its fields as keyword arguments, or both (the keywords
+    override the policy's fields).
+
+    Raises:
+        TypeError: For a name that is not a short printable string, an unknown keyword, or a
+            setting of the wrong type (an exception instance in ``on=``, a float window).
+        ValueError: For settings that cannot work (a rate above 1, ``minimum_calls`` beyond
+            the window), and for a name already in use with other settings.
+
+    Example:
+        >>> from resilient import breaker
+        >>> @breaker("inventory", failure_rate=0.5, minimum_calls=10, open_for=30)
+        ... def stock(sku: str) -> int:
+        ...     return 7
+        >>> stock("A-1")
+        7
+        >>> breaker("inventory").state
+        <BreakerState.CLOSED: 'closed'>
+    """
+    _check_name(name)
+    unknown = sorted(set(options) - _FIELDS)
+    if unknown:
+        raise TypeError(
+            f"breaker() got unknown keyword {', '.join(map(repr, unknown))}; the settings are: "
+            f"{', '.join(field.name for field in attrs.fields(BreakerPolicy))}"
+        )
+    if policy is None:
+        resolved = BreakerPolicy(**options)
+    elif isinstance(policy, BreakerPolicy):
+        resolved = attrs.evolve(policy, **options) if options else policy
+    else:
+        raise TypeError(
+            f"breaker() takes a name, then a BreakerPolicy or keyword arguments, not {policy!r}: "
+            'write breaker("payments-api", failure_rate=0.5)'
+        )
+    return _REGISTRY.get(name, resolved)
+
+
+def reset_breakers() -> None:
+    """Reset every breaker alive in this process: closed, empty windows, no events."""
+    now = DEFAULTS.clock.monotonic()
+    for each in _REGISTRY.live():
+        with each._lock:
+            each._core.reset(now)

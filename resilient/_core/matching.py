@@ -1,0 +1,78 @@
+# Which exceptions a policy handles: `on=` as exception types or a predicate, checked once when
+# the policy is built. Retry and the breaker both take it; each names what handling means to it
+# (retried, counted as a failure), so the errors read right for the decorator the user wrote.
+from __future__ import annotations
+
+from typing import NamedTuple, cast
+
+from ..typing import ExceptionPredicate, ExceptionTypes
+
+__all__ = ["Handling", "convert_on", "exception_types"]
+
+
+class Handling(NamedTuple):
+    """How a capability words what it does with the exceptions `on=` names."""
+
+    does: str  # "retries"
+    done: str  # "retried"
+    purpose: str  # "to retry"
+
+
+def _refuse_non_exception(name: str, item: object, handling: Handling) -> None:
+    if isinstance(item, BaseException):
+        raise TypeError(
+            f"{name}= got the exception instance {item!r}; pass its class instead: "
+            f"{name}={type(item).__name__}"
+        )
+    if isinstance(item, type) and issubclass(item, BaseException):
+        if issubclass(item, Exception):
+            return
+        raise TypeError(
+            f"{name}={item.__name__} can never be {handling.done}: cancellation, "
+            "KeyboardInterrupt, SystemExit and GeneratorExit always propagate. Name Exception "
+            "subclasses."
+        )
+    if isinstance(item, type):
+        raise TypeError(
+            f"{name}={item.__name__} is not an exception class: pass exception types, e.g. "
+            f"{name}=(ConnectionError, TimeoutError)"
+        )
+
+
+def convert_on(
+    given: ExceptionTypes | ExceptionPredicate | list[type[Exception]], handling: Handling
+) -> ExceptionTypes | ExceptionPredicate:
+    """Return ``on=`` as one exception type, a tuple of them, or a predicate, or raise.
+
+    A list becomes a tuple. Instances, non-exception classes, BaseExceptions that are not
+    Exceptions, an empty tuple, and anything neither types nor callable raise at once.
+    """
+    on: object = tuple(given) if isinstance(given, list) else given
+    if isinstance(on, tuple) and not on:
+        raise ValueError(
+            f"on=() {handling.does} nothing: name the exception types {handling.purpose}"
+        )
+    for item in on if isinstance(on, tuple) else (on,):
+        _refuse_non_exception("on", item, handling)
+        if isinstance(item, type):
+            continue
+        if isinstance(on, tuple) or not callable(item):
+            raise TypeError(
+                f"on={on!r} is neither exception types nor a predicate: pass e.g. "
+                "on=ConnectionError or on=lambda exc: isinstance(exc, OSError)"
+            )
+    return cast("ExceptionTypes | ExceptionPredicate", on)
+
+
+def exception_types(
+    name: str, given: ExceptionTypes | list[type[Exception]], handling: Handling
+) -> tuple[type[Exception], ...]:
+    """Return *given* (one exception type or several) as a tuple, or raise; ``()`` is allowed."""
+    types = tuple(given) if isinstance(given, (list, tuple)) else (given,)
+    for item in types:
+        _refuse_non_exception(name, item, handling)
+        if not isinstance(item, type):
+            raise TypeError(
+                f"{name}={given!r} must be exception types, e.g. {name}=(ValueError, KeyError)"
+            )
+    return types
