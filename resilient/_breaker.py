@@ -92,6 +92,7 @@ class BreakerOptions(TypedDict, total=False):
     open_for: float | timedelta
     max_open_for: float | timedelta | None
     half_open_calls: int
+    probe_timeout: float | timedelta | None
     fallback: Callable[..., Any] | None
 
 

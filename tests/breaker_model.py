@@ -27,10 +27,11 @@ class Outcome(NamedTuple):
 
 
 class ModelPermit(NamedTuple):
-    """How the model admitted a call: "closed", "probe" or "uncounted", in an epoch."""
+    """How the model admitted a call: "closed", "probe" (with its number) or "uncounted"."""
 
     kind: str
     epoch: int
+    number: int = 0
 
 
 @dataclass
@@ -49,6 +50,9 @@ class Model:
     probes: int = 0
     passed: int = 0
     rejected: int = 0
+    # probes not yet reported, of any period: number -> (epoch, admitted at)
+    in_flight: dict[int, tuple[int, float]] = field(default_factory=dict)
+    numbers: int = 0
 
     def window(self, now: float) -> list[Outcome]:
         """Return the outcomes in the sliding window at *now*."""
@@ -66,15 +70,18 @@ class Model:
         return len(window), sum(o.failed for o in window), slow
 
     def tick(self, now: float) -> None:
-        """Apply what time alone does: open to half-open, lost probes back to open."""
-        if self.state == "open" and now >= self.open_until:
-            self._enter("half_open", now)
-        elif (
-            self.state == "half_open"
-            and self.probes >= self.policy.half_open_calls
-            and now - self.half_open_since >= self.opened_for
-        ):
+        """Apply what time alone does: lost probes given up, open to half-open."""
+        timeout = self.policy.probe_timeout
+        lost = [
+            n
+            for n, (_, at) in self.in_flight.items()
+            if timeout is not None and now - at >= timeout
+        ]
+        lost_epochs = {self.in_flight.pop(number)[0] for number in lost}
+        if self.state == "half_open" and self.epoch in lost_epochs:
             self._enter("open", now)
+        elif self.state == "open" and now >= self.open_until:
+            self._enter("half_open", now)
 
     def admit(self, now: float) -> ModelPermit | float:
         """Return a permit for a call at *now*, or the remaining seconds it is told."""
@@ -83,9 +90,12 @@ class Model:
             return ModelPermit("closed", self.epoch)
         if self.state == "disabled":
             return ModelPermit("uncounted", -1)
-        if self.state == "half_open" and self.probes < self.policy.half_open_calls:
+        limit = self.policy.half_open_calls
+        if self.state == "half_open" and self.probes < limit and len(self.in_flight) < limit:
             self.probes += 1
-            return ModelPermit("probe", self.epoch)
+            self.numbers += 1
+            self.in_flight[self.numbers] = (self.epoch, now)
+            return ModelPermit("probe", self.epoch, self.numbers)
         self.rejected += 1
         if self.state == "open":
             return max(0.0, self.open_until - now)
@@ -93,6 +103,8 @@ class Model:
 
     def record(self, permit: ModelPermit, outcome: Outcome) -> None:
         """Count how a call admitted with *permit* ended."""
+        if permit.kind == "probe" and self.in_flight.pop(permit.number, None) is None:
+            return  # given up as lost
         if permit.epoch != self.epoch:
             return
         now = outcome.time

@@ -150,6 +150,7 @@ def test_keywords_override_a_given_policy() -> None:
         (lambda: fresh(open_for=0), ValueError, "open_for=0 must be more than zero"),
         (lambda: fresh(open_for=10, max_open_for=5), ValueError, "shorter than open_for"),
         (lambda: fresh(half_open_calls=0), ValueError, "half_open_calls=0 must be at least 1"),
+        (lambda: fresh(probe_timeout=-1), ValueError, "probe_timeout=-1 must be more than zero"),
         (lambda: fresh(consecutive_failures=True), TypeError, "must be a whole number"),
         (lambda: fresh(on=ConnectionError()), TypeError, "exception instance"),
         (lambda: fresh(on=asyncio.CancelledError), TypeError, "can never be counted"),
@@ -383,9 +384,9 @@ def test_a_failed_probe_opens_it_again(clock: FakeClock, log: EventLog) -> None:
     assert all(e.policy == brk.name for e in log.events)
 
 
-def test_probes_lost_for_a_whole_open_time_are_given_up(clock: FakeClock) -> None:
-    """A probe that never reports holds half-open for one open time at most, then it trips again."""
-    brk = fresh(failure_rate=None, consecutive_failures=1, open_for=5)
+def test_probes_out_past_the_probe_timeout_are_given_up(clock: FakeClock) -> None:
+    """A probe that never reports holds half-open for probe_timeout at most, then it trips again."""
+    brk = fresh(failure_rate=None, consecutive_failures=1, open_for=5, probe_timeout=5)
     fail_times(failing(brk), 1)
     clock.advance(5)
     brk.__enter__()  # a probe whose caller vanished

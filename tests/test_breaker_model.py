@@ -71,6 +71,7 @@ def policies(draw: st.DrawFn) -> BreakerPolicy:
         open_for=open_for,
         max_open_for=draw(st.sampled_from([None, 4 * open_for])),
         half_open_calls=draw(st.integers(1, 3)),
+        probe_timeout=draw(st.sampled_from([None, 1.0, 2.5])),
     )
 
 

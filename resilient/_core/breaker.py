@@ -11,12 +11,15 @@
 # - Open: every call is refused until `open_for` has passed since the trip (doubling with each
 #   trip since the breaker last closed, up to `max_open_for`); the first look after that
 #   (a call, or reading the state) moves it to half-open.
-# - Half-open: at most `half_open_calls` probes are admitted, the rest refused. A probe that
-#   fails (or is slow, when slow calls are detected) trips the breaker again; when
-#   `half_open_calls` probes have succeeded it closes, with an empty window. A probe whose
-#   outcome does not count (excluded, cancelled) frees its place for another. Probes that have
-#   not reported within the last open time are presumed lost (a crashed caller): the next look
-#   trips the breaker again, so a lost probe can never hold it half-open for good.
+# - Half-open: a probe is admitted while fewer than `half_open_calls` probes are running (of
+#   any period: a probe of an earlier half-open period that is still out holds its place) and
+#   fewer than `half_open_calls` were admitted in this period; the rest are refused. A probe
+#   that fails (or is slow, when slow calls are detected) trips the breaker again; when
+#   `half_open_calls` probes of this period have succeeded it closes, with an empty window. A
+#   probe whose outcome does not count (excluded, cancelled) frees its places for another.
+# - A probe that has not reported `probe_timeout` after it was admitted is presumed lost (its
+#   caller crashed or hangs): it frees its place, and if it belongs to the current half-open
+#   period, the breaker trips again. So a lost probe cannot hold the breaker half-open for good.
 # - Forced open refuses everything and disabled admits everything and counts nothing, until a
 #   manual close; a manual close (or reset) always lands closed with an empty window.
 # - Every transition starts a new epoch. A call is admitted in an epoch and its outcome only
@@ -131,19 +134,20 @@ class Transition(NamedTuple):
 
 
 class Permit(NamedTuple):
-    """A call admitted outside the closed state: a *probe* (half-open) in *epoch*, or not counted.
+    """A call admitted outside the closed state: probe number *probe* (from 1) of *epoch*.
 
-    Calls admitted closed get the epoch's success counter as their permit instead.
+    A disabled breaker's calls get probe 0 in no epoch: they count nothing. Calls admitted
+    closed get the epoch's success counter as their permit instead.
     """
 
     epoch: int
-    probe: bool
+    probe: int
 
 
 Admission: TypeAlias = "itertools.count[int] | Permit"
 """What a call is admitted with: the closed epoch's success counter, or a Permit."""
 
-_UNCOUNTED: Final = Permit(-1, probe=False)  # matches no epoch: disabled calls count nothing
+_UNCOUNTED: Final = Permit(-1, 0)  # matches no epoch: disabled calls count nothing
 
 
 def _rate(name: str, value: object) -> float | None:
@@ -206,6 +210,10 @@ def _open_for(value: Seconds) -> float:
     return positive_seconds("open_for", value)
 
 
+def _probe_timeout(value: Seconds | None) -> float | None:
+    return None if value is None else positive_seconds("probe_timeout", value)
+
+
 def _on(given: ExceptionTypes | ExceptionPredicate) -> ExceptionTypes | ExceptionPredicate:
     return convert_on(given, _COUNTING)
 
@@ -248,6 +256,9 @@ class BreakerPolicy:
             up to this many seconds; ``None`` keeps it at *open_for*.
         half_open_calls: How many probes run at once while half-open; the breaker closes
             when that many have succeeded.
+        probe_timeout: Seconds (or a ``timedelta``) from half-opening after which probes that
+            have not reported are presumed lost (their caller crashed or hangs), and the
+            breaker opens again; ``None`` waits for them forever.
         fallback: Called with the call's arguments instead of the function while the breaker
             refuses calls; its return value (awaited, for an async function) is returned.
     """
@@ -264,6 +275,7 @@ class BreakerPolicy:
     open_for: float = attrs.field(default=30.0, converter=_open_for)
     max_open_for: float | None = attrs.field(default=None, converter=_max_open_for)
     half_open_calls: int = attrs.field(default=1, validator=_check_whole)
+    probe_timeout: float | None = attrs.field(default=60.0, converter=_probe_timeout)
     fallback: Callable[..., Any] | None = attrs.field(default=None, validator=_check_callable)
 
     # on= split once into types or a predicate, so that each failure checks without dispatch
@@ -382,10 +394,12 @@ class BreakerCore:
         "counter",
         "epoch",
         "half_open_since",
+        "in_flight",
         "open_until",
         "opened_for",
         "passed",
         "policy",
+        "probe_numbers",
         "probes",
         "rejected",
         "state",
@@ -407,21 +421,30 @@ class BreakerCore:
         self.open_until = 0.0
         self.opened_for = 0.0
         self.half_open_since = 0.0
-        self.probes = 0
+        self.probes = 0  # admitted in this half-open period (an uncounted one gives its place back)
         self.passed = 0
+        self.probe_numbers = itertools.count(1)
+        # every probe not yet reported, of any period: its number -> (its epoch, admitted at)
+        self.in_flight: dict[int, tuple[int, float]] = {}
         self.rejected = 0
 
     def tick(self, now: float) -> Transition | None:
         """Make the transition time alone makes due by *now*, if any."""
-        state = self.state
-        if state is BreakerState.OPEN:
-            if now >= self.open_until:
-                return self._move(Trigger.WAIT_OVER, now, "open_for_elapsed")
-        elif (
-            state is BreakerState.HALF_OPEN
-            and self.probes >= self.policy.half_open_calls
-            and now - self.half_open_since >= self.opened_for
-        ):
+        if self.in_flight and self.policy.probe_timeout is not None:
+            transition = self._give_up_lost_probes(now, self.policy.probe_timeout)
+            if transition is not None:
+                return transition
+        if self.state is BreakerState.OPEN and now >= self.open_until:
+            return self._move(Trigger.WAIT_OVER, now, "open_for_elapsed")
+        return None
+
+    def _give_up_lost_probes(self, now: float, timeout: float) -> Transition | None:
+        lost = [n for n, (_, admitted) in self.in_flight.items() if now - admitted >= timeout]
+        current = False
+        for number in lost:
+            epoch, _ = self.in_flight.pop(number)
+            current = current or epoch == self.epoch
+        if current and self.state is BreakerState.HALF_OPEN:
             return self._move(Trigger.TRIP, now, "probe_lost")
         return None
 
@@ -438,9 +461,12 @@ class BreakerCore:
             return self.counter, transition
         if state is BreakerState.DISABLED:
             return _UNCOUNTED, transition
-        if state is BreakerState.HALF_OPEN and self.probes < self.policy.half_open_calls:
+        limit = self.policy.half_open_calls
+        if state is BreakerState.HALF_OPEN and self.probes < limit and len(self.in_flight) < limit:
             self.probes += 1
-            return Permit(self.epoch, probe=True), transition
+            number = next(self.probe_numbers)
+            self.in_flight[number] = (self.epoch, now)
+            return Permit(self.epoch, number), transition
         self.rejected += 1
         return self.remaining(now), transition
 
@@ -483,7 +509,9 @@ class BreakerCore:
         return None
 
     def _record_probe(self, permit: Permit, outcome: int, now: float) -> Transition | None:
-        if permit.epoch != self.epoch:  # admitted before a transition, or not counted at all
+        if self.in_flight.pop(permit.probe, None) is None:  # not counted, or presumed lost
+            return None
+        if permit.epoch != self.epoch:  # a probe of an earlier period: it only held a place
             return None
         if outcome == IGNORED:
             self.probes -= 1
