@@ -7,11 +7,13 @@ library render as plain text and are listed in ``nitpick_ignore_regex`` below.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import attrs
 
 import resilient
+from resilient._core.breaker import TRANSITIONS, BreakerState, Trigger
 
 # -- Project -------------------------------------------------------------------------------------
 
@@ -28,10 +30,11 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    "sphinxcontrib.mermaid",
 ]
 source_suffix = {".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store"]
 pygments_style = "friendly"
 pygments_dark_style = "monokai"
 
@@ -58,6 +61,33 @@ nitpick_ignore_regex = [
     (r"py:class", r"resilient\.(.*\.)?_.*"),
     (r"py:class", r"Budget"),  # the protocol behind RetryBudget, in the private core
 ]
+
+# -- Generated pages ------------------------------------------------------------------------------
+
+# The breaker's state diagram, drawn from the transition table the code runs on
+# (resilient/_core/breaker.py), so the picture cannot drift from the behaviour.
+_TRIGGER_LABELS = {
+    Trigger.TRIP: "trips",
+    Trigger.WAIT_OVER: "open_for has passed",
+    Trigger.PROBES_PASSED: "probes succeeded",
+    Trigger.FORCE_OPEN: "open()",
+    Trigger.DISABLE: "disable()",
+    Trigger.CLOSE: "close(), reset()",
+}
+
+
+def breaker_state_diagram() -> str:
+    """Return the breaker's transitions as a Mermaid state diagram (self-loops left out)."""
+    lines = ["stateDiagram-v2", f"    [*] --> {BreakerState.CLOSED.name}"]
+    for (source, trigger), target in TRANSITIONS.items():
+        if source is not target:
+            lines.append(f"    {source.name} --> {target.name}: {_TRIGGER_LABELS[trigger]}")
+    return "\n".join(lines) + "\n"
+
+
+_GENERATED = Path(__file__).parent / "_generated"
+_GENERATED.mkdir(exist_ok=True)
+(_GENERATED / "breaker-states.mmd").write_text(breaker_state_diagram(), encoding="utf-8")
 
 # -- MyST ----------------------------------------------------------------------------------------
 

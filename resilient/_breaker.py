@@ -172,7 +172,7 @@ class Breaker:
 
     # one call ----------------------------------------------------------------------------------
 
-    def admit(self) -> Admission | float:
+    def _admit(self) -> Admission | float:
         """Ask to make a call: a permit, or the seconds left (see BreakerCore.admit)."""
         now = DEFAULTS.clock.monotonic()
         with self._lock:
@@ -181,7 +181,7 @@ class Breaker:
             self._report(transition)
         return decision
 
-    def refused(self, remaining: float, *, fallback: bool) -> CircuitOpenError:
+    def _refused(self, remaining: float, *, fallback: bool) -> CircuitOpenError:
         """Report a refused call and return the error that says so."""
         state = self._core.state
         left = None if math.isinf(remaining) else remaining
@@ -198,7 +198,7 @@ class Breaker:
             )
         return CircuitOpenError(self.name, state, left)
 
-    def finish(self, permit: Admission, start: float, outcome: int) -> None:
+    def _finish(self, permit: Admission, start: float, outcome: int) -> None:
         """Count the *outcome* of a call made under *permit* that started at *start*."""
         now = DEFAULTS.clock.monotonic()
         slow_after = self.policy.slow_call_after
@@ -209,18 +209,18 @@ class Breaker:
         if transition is not None:
             self._report(transition)
 
-    def failed(self, permit: Admission, start: float, exc: BaseException) -> None:
+    def _failed(self, permit: Admission, start: float, exc: BaseException) -> None:
         """Count a call that raised *exc* (a broken on= predicate raises, chained to *exc*)."""
         try:
             outcome = self.policy.error_outcome(exc)
         except Exception as predicate_error:  # from on=: show what it was judging
             raise predicate_error from exc
-        self.finish(permit, start, outcome)
+        self._finish(permit, start, outcome)
 
-    def returned(self, permit: Admission, start: float, result: object) -> None:
+    def _returned(self, permit: Admission, start: float, result: object) -> None:
         """Count a call that returned *result*."""
         check = self.policy.on_result
-        self.finish(permit, start, FAILURE if check is not None and check(result) else 0)
+        self._finish(permit, start, FAILURE if check is not None and check(result) else 0)
 
     def _report(self, transition: Transition) -> None:
         if not DEFAULTS.observers:
@@ -241,9 +241,9 @@ class Breaker:
 
     def __enter__(self) -> Breaker:
         """Admit the block, or raise :class:`CircuitOpenError`."""
-        decision = self.admit()
+        decision = self._admit()
         if isinstance(decision, float):
-            raise self.refused(decision, fallback=False)
+            raise self._refused(decision, fallback=False)
         start = DEFAULTS.clock.monotonic()
         _blocks.set((*_blocks.get(), (self, decision, start)))
         return self
@@ -267,9 +267,9 @@ class Breaker:
                 "breaker's block in the same thread or task"
             )
         if exc is None:
-            self.finish(permit, start, 0)
+            self._finish(permit, start, 0)
         else:
-            self.failed(permit, start, exc)
+            self._failed(permit, start, exc)
 
     async def __aenter__(self) -> Breaker:
         """Admit the block (see :meth:`__enter__`)."""
@@ -305,8 +305,8 @@ class _Guard:
         """Raise CircuitOpenError for a refused call, or return what the fallback answers."""
         fallback = self.fallback
         if fallback is None:
-            raise self.breaker.refused(remaining, fallback=False)
-        self.breaker.refused(remaining, fallback=True)
+            raise self.breaker._refused(remaining, fallback=False)
+        self.breaker._refused(remaining, fallback=True)
         return fallback(*args, **kwargs)
 
     def call_sync(
@@ -315,7 +315,7 @@ class _Guard:
         counter = self.core.counter
         permit: Admission
         if counter is None:
-            decision = self.breaker.admit()
+            decision = self.breaker._admit()
             if isinstance(decision, float):
                 return self.refuse(decision, args, kwargs)
             permit = decision
@@ -329,12 +329,12 @@ class _Guard:
             else:
                 result = nested(wrapped, instance, args, kwargs)
         except BaseException as exc:
-            self.breaker.failed(permit, start, exc)
+            self.breaker._failed(permit, start, exc)
             raise
         if permit is counter and self.lazy:
             next(counter)
         else:
-            self.breaker.returned(permit, start, result)
+            self.breaker._returned(permit, start, result)
         return result
 
     async def call_async(
@@ -343,7 +343,7 @@ class _Guard:
         counter = self.core.counter
         permit: Admission
         if counter is None:
-            decision = self.breaker.admit()
+            decision = self.breaker._admit()
             if isinstance(decision, float):
                 answer = self.refuse(decision, args, kwargs)
                 return (await answer) if inspect.isawaitable(answer) else answer
@@ -358,12 +358,12 @@ class _Guard:
             else:
                 result = await nested(wrapped, instance, args, kwargs)
         except BaseException as exc:
-            self.breaker.failed(permit, start, exc)
+            self.breaker._failed(permit, start, exc)
             raise
         if permit is counter and self.lazy:
             next(counter)
         else:
-            self.breaker.returned(permit, start, result)
+            self.breaker._returned(permit, start, result)
         return result
 
 
@@ -392,13 +392,17 @@ class _Registry:
         self._live: weakref.WeakValueDictionary[str, Breaker] = weakref.WeakValueDictionary()
         self._recent: OrderedDict[str, Breaker] = OrderedDict()
 
-    def get(self, name: str, policy: BreakerPolicy) -> Breaker:
-        """Return the breaker named *name*, made with *policy* if there is none."""
+    def get(self, name: str, policy: BreakerPolicy | None) -> Breaker:
+        """Return the breaker named *name*, made with *policy* (or the defaults) if there is none.
+
+        With no *policy*, any settings of an existing breaker do.
+        """
         with self._lock:
             found = self._live.get(name)
             if found is None:
-                found = self._live[name] = Breaker(name, policy)
-            elif found.policy != policy:
+                made = Breaker(name, BreakerPolicy() if policy is None else policy)
+                found = self._live[name] = made
+            elif policy is not None and found.policy != policy:
                 raise ValueError(
                     f"breaker {name!r} already exists with other settings ({found.policy!r}): "
                     "one name is one breaker, so give every use of the name the same settings, "
@@ -435,7 +439,9 @@ def breaker(
 ) -> Breaker:
     """Return the circuit breaker named *name*, making it on first use.
 
-    Use it as a decorator on sync and async functions and methods, or around a block with
+    With settings, they must be those the breaker was made with; with none, this returns the
+    breaker of that name whatever its settings (made with the defaults if it is new). Use it
+    as a decorator on sync and async functions and methods, or around a block with
     ``with`` / ``async with``. While it is open, calls raise
     :class:`resilient.exceptions.CircuitOpenError` without running (or get the *fallback*).
     Takes a :class:`BreakerPolicy`, or its fields as keyword arguments, or both (the keywords
@@ -464,8 +470,9 @@ def breaker(
             f"breaker() got unknown keyword {', '.join(map(repr, unknown))}; the settings are: "
             f"{', '.join(field.name for field in attrs.fields(BreakerPolicy))}"
         )
+    resolved: BreakerPolicy | None
     if policy is None:
-        resolved = BreakerPolicy(**options)
+        resolved = BreakerPolicy(**options) if options else None
     elif isinstance(policy, BreakerPolicy):
         resolved = attrs.evolve(policy, **options) if options else policy
     else:

@@ -118,6 +118,13 @@ def test_the_same_name_gives_the_same_breaker() -> None:
     assert breaker("shared-name", BreakerPolicy(consecutive_failures=2)) is first
 
 
+def test_a_name_alone_finds_the_breaker_whatever_its_settings() -> None:
+    """breaker(name) with no settings returns the existing breaker, or a default one if new."""
+    made = breaker("found-by-name", consecutive_failures=2, open_for=5)
+    assert breaker("found-by-name") is made
+    assert breaker("new-by-name").policy == BreakerPolicy()
+
+
 def test_one_name_with_other_settings_is_refused() -> None:
     """A second use of a name with different settings raises ValueError naming the breaker."""
     breaker("settled", open_for=10)

@@ -78,9 +78,9 @@ class BreakerState(enum.Enum):
     HALF_OPEN = "half_open"
     """A few probe calls pass; their outcomes decide between closed and open."""
     FORCED_OPEN = "forced_open"
-    """Opened by hand: calls are refused until the breaker is closed by hand."""
+    """Opened by hand; calls are refused until the breaker is closed by hand."""
     DISABLED = "disabled"
-    """Switched off by hand: calls pass and nothing is counted until it is closed by hand."""
+    """Switched off by hand; calls pass and nothing is counted until it is closed by hand."""
 
 
 class Trigger(enum.Enum):
