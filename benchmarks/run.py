@@ -1,4 +1,4 @@
-"""Measure `resilient.retry` and `resilient.cached` side by side with the anchor libraries.
+"""Measure `resilient.retry`, `.breaker` and `.cached` side by side with the anchor libraries.
 
 Every candidate wraps the same function and is timed in batches, interleaved round-robin with
 the others in one process run; the result is each candidate's cost as a ratio to a baseline of
@@ -9,7 +9,7 @@ candidate sends. See docs/benchmarks.md for the method and the latest measured t
 
 Run: ``python benchmarks/run.py`` (about a minute), ``--quick`` for a smoke test,
 ``--markdown`` for the tables as markdown, ``--check`` to exit 1 when a target is missed,
-``--only retry`` or ``--only cache`` for one half.
+``--only retry``, ``--only breaker`` or ``--only cache`` for one part.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from typing import Any, NamedTuple, TypeAlias
 
 import backoff
+import breaker  # benchmarks/breaker.py, beside this file
 import cache  # benchmarks/cache.py, beside this file
 import stamina
 import tenacity
@@ -264,6 +265,18 @@ RETRY_SCENARIOS = (
     retry_scenario("failure async", afail),
 )
 SUCCESS_SYNC, SUCCESS_ASYNC, FAILURE_SYNC, FAILURE_ASYNC = (s.label for s in RETRY_SCENARIOS)
+
+
+def verify_breaker(scenario: Scenario, name: str, runner: asyncio.Runner) -> None:
+    """Check that the candidate is a real breaker that answers like the function when closed."""
+    breaker.check_breaking(name, scenario.candidates[name], scenario.function, runner)
+
+
+CLOSED_SYNC, CLOSED_ASYNC = "closed sync", "closed async"
+BREAKER_SCENARIOS = (
+    Scenario(CLOSED_SYNC, "sync", succeed, breaker.SYNC_CANDIDATES, BARE, verify_breaker),
+    Scenario(CLOSED_ASYNC, "async", asucceed, breaker.ASYNC_CANDIDATES, BARE, verify_breaker),
+)
 
 HIT_SYNC, HIT_ASYNC = "hit sync", "hit async"
 REDIS_HIT_SYNC, REDIS_HIT_ASYNC = "redis hit sync", "redis hit async"
@@ -515,6 +528,11 @@ TARGETS: tuple[Target | CommandTarget, ...] = (
     Target(SUCCESS_ASYNC, BACKOFF, RESILIENT, 5, at_most=False),
     Target(FAILURE_SYNC, RESILIENT, LOOP, 3, at_most=True),
     Target(FAILURE_ASYNC, RESILIENT, LOOP, 3, at_most=True),
+    Target(CLOSED_SYNC, breaker.BREAKER, BARE, 12, at_most=True),
+    Target(CLOSED_ASYNC, breaker.BREAKER, BARE, 18, at_most=True),
+    # "at least twice as fast as circuitbreaker, the fastest anchor"
+    Target(CLOSED_SYNC, breaker.CIRCUITBREAKER, breaker.BREAKER, 2, at_most=False),
+    Target(CLOSED_ASYNC, breaker.CIRCUITBREAKER, breaker.BREAKER, 2, at_most=False),
     Target(HIT_SYNC, cache.CACHED, BARE, 9, at_most=True),
     # "faster than cachetools": its decorator costs more than ours
     Target(HIT_SYNC, cache.CACHETOOLS_LRU, cache.CACHED, 1, at_most=False),
@@ -533,6 +551,7 @@ TARGETS: tuple[Target | CommandTarget, ...] = (
 
 def machine(server: cache.RedisServer | None) -> str:
     names = ["resilient", "wrapt", "tenacity", "stamina", "backoff"]
+    names += ["circuitbreaker", "purgatory", "pybreaker", "aiobreaker"]
     if server is not None:
         names += ["cachetools", "dogpile.cache", "aiocache", "cashews", "redis", "hiredis"]
     versions = []
@@ -630,12 +649,17 @@ def report(results: Results, *, markdown: bool) -> list[str]:
     """Return the tables for the scenarios that ran, each with a heading line."""
     ran = [scenario.label for scenario in results.scenarios]
     retry = [label for label in ran if label in {s.label for s in RETRY_SCENARIOS}]
+    closed = [label for label in ran if label in {s.label for s in BREAKER_SCENARIOS}]
     memory = [label for label in ran if label in (HIT_SYNC, HIT_ASYNC)]
     redis = [label for label in ran if label.startswith("redis")]
     heading = "### " if markdown else "== "
     parts = []
     if retry:
         parts.append(f"{heading}retry\n\n{ratio_table(results, retry, markdown=markdown)}")
+    if closed:
+        parts.append(
+            f"{heading}circuit breaker, closed\n\n{ratio_table(results, closed, markdown=markdown)}"
+        )
     if memory:
         parts.append(
             f"{heading}memory cache hit\n\n{ratio_table(results, memory, markdown=markdown)}"
@@ -668,14 +692,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument("--rounds", type=int, help="rounds of batches (default 40; quick 3)")
-    parser.add_argument("--only", choices=["retry", "cache"], help="run one half only")
+    parser.add_argument("--only", choices=["retry", "breaker", "cache"], help="run one part only")
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 40)
     batch_ms = 2.0 if args.quick else 10.0
 
     with contextlib.ExitStack() as stack:
         server = None
-        if args.only != "retry":
+        if args.only in (None, "cache"):
             try:
                 server = stack.enter_context(cache.RedisServer())
             except cache.RedisUnavailableError as exc:
@@ -686,7 +710,11 @@ def main(argv: list[str] | None = None) -> int:
             print("(+N%: how much slower the median batch was, i.e. the machine's noise)")
         print()
         runner = stack.enter_context(asyncio.Runner())
-        scenarios = [] if args.only == "cache" else list(RETRY_SCENARIOS)
+        scenarios = []
+        if args.only in (None, "retry"):
+            scenarios += RETRY_SCENARIOS
+        if args.only in (None, "breaker"):
+            scenarios += BREAKER_SCENARIOS
         if server is not None:
             candidates = cache.Candidates(server.url)
             stack.callback(candidates.close, runner)

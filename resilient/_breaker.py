@@ -373,7 +373,37 @@ class _BreakerLayer:
 
     def build(self, inner: Call, target: Target) -> Call:
         guard = _Guard(self.breaker, inner)
-        return guard.call_async if target.is_async else guard.call_sync
+        if target.is_async:
+            return guard.call_async
+        if guard.lazy and guard.nested is None:
+            return _closed_fast_path(guard)
+        return guard.call_sync
+
+
+def _closed_fast_path(guard: _Guard) -> Call:
+    """Return the sync step for the common case: closed, quick successes counted lock-free.
+
+    The same steps as `_Guard.call_sync` for a closed breaker with nothing to time or check,
+    in a closure (cell reads instead of attribute lookups); any other state takes the
+    general step.
+    """
+    core = guard.core
+    failed = guard.breaker._failed
+    general = guard.call_sync
+
+    def closed(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        counter = core.counter
+        if counter is None:
+            return general(wrapped, instance, args, kwargs)
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            failed(counter, 0.0, exc)
+            raise
+        next(counter)
+        return result
+
+    return closed
 
 
 class _Registry:

@@ -12,7 +12,7 @@ import pytest
 
 import resilient
 from resilient import RetryPolicy, retry, wait
-from resilient._decorate import layers_of
+from resilient._decorate import Wrapper, layers_of
 
 T = TypeVar("T")
 
@@ -502,3 +502,20 @@ def test_non_callable_target_is_refused() -> None:
     """Decorating something that is not callable is a TypeError."""
     with pytest.raises(TypeError, match="decorates functions"):
         once()(42)  # type: ignore[arg-type]
+
+
+def test_sync_functions_get_a_plain_function_wrapper_and_async_ones_wrapt() -> None:
+    """A decorated def is a plain function (one frame cheaper); an async def keeps wrapt's."""
+
+    def double(x: int) -> int:
+        return 2 * x
+
+    async def adouble(x: int) -> int:
+        return 2 * x
+
+    decorated = retry(on=ConnectionError)(retry(on=ValueError)(double))
+    assert inspect.isfunction(decorated)
+    assert len(layers_of(decorated)) == 2
+    assert decorated.__wrapped__ is double  # type: ignore[attr-defined]
+    assert decorated(3) == 6
+    assert isinstance(retry(on=ConnectionError)(adouble), Wrapper)
