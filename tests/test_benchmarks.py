@@ -18,6 +18,10 @@ MEMORY_CANDIDATES = (
     "cashews (mem://)",
     "resilient.cached",
 )
+BREAKER_CANDIDATES = {
+    "sync": ("resilient.breaker", "circuitbreaker", "purgatory", "pybreaker"),
+    "async": ("resilient.breaker", "circuitbreaker", "purgatory", "aiobreaker"),
+}
 REDIS_CANDIDATES = {
     "sync": ("raw redis-py", "resilient.cached", "dogpile.cache"),
     "async": ("raw redis-py", "resilient.cached", "aiocache", "cashews"),
@@ -44,8 +48,11 @@ def test_benchmark_runner_runs_every_candidate_in_one_command(quick_run: str) ->
         assert candidate in quick_run
     for scenario in ("success sync", "success async", "failure sync", "failure async"):
         assert scenario in quick_run
-    for scenario in ("hit sync", "hit async"):
+    for scenario in ("hit sync", "hit async", "closed sync", "closed async"):
         assert f"{scenario} (x bare)" in quick_run
+    for candidates in BREAKER_CANDIDATES.values():
+        for candidate in candidates:
+            assert candidate in quick_run
     for mode, candidates in REDIS_CANDIDATES.items():
         for scenario in ("hit", "miss+set"):
             for candidate in candidates:
