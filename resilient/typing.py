@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 from .events import Event
 
 if TYPE_CHECKING:
-    from .backends import Claim, Fetched
+    from .backends import Claim, Fetched, Versioned
 
 __all__ = [
     "AsyncBackend",
@@ -137,13 +137,30 @@ class Backend(Protocol):
         they expire, so an index stays as small as the values it names.
         """
 
+    def get_versioned(self, key: str) -> Versioned:
+        """Read the value and version stored at *key* by :meth:`set_versioned`, with the time."""
+
+    def set_versioned(
+        self, key: str, value: object, *, version: int, ttl: float, writer: str
+    ) -> Versioned:
+        """Store *value* at *key* as version ``version + 1``, if *version* is stored now.
+
+        The compare-and-set that state transitions are made with: of all writers that read
+        one version, exactly one stores the next. The key lives *ttl* seconds after each
+        write. Returns the stored value and version with ``stored=True``, or, when another
+        writer came first, what is stored now with ``stored=False``. *writer* (128 random
+        bits, new for every write) makes a write safe to send twice: a write found already
+        stored by the same *writer* reports ``stored=True``.
+        """
+
 
 @runtime_checkable
 class AsyncBackend(Protocol):
     """The same primitives as :class:`Backend` for asyncio code, each a coroutine.
 
     The methods are those of :class:`Backend` with an ``a`` in front (``aget``, ``aput``,
-    ``arelease``, ``await_released``, ``adelete``, ``apurge``), so that one object can serve
+    ``arelease``, ``await_released``, ``adelete``, ``apurge``, ``aget_versioned``,
+    ``aset_versioned``), so that one object can serve
     sync and async callers, as :class:`resilient.backends.MemoryBackend` and
     :class:`resilient.backends.RedisBackend` do.
     """
@@ -173,6 +190,14 @@ class AsyncBackend(Protocol):
 
     async def apurge(self, indexes: Sequence[str]) -> int:
         """Delete every value under *indexes* (see :meth:`Backend.purge`)."""
+
+    async def aget_versioned(self, key: str) -> Versioned:
+        """Read a versioned value (see :meth:`Backend.get_versioned`)."""
+
+    async def aset_versioned(
+        self, key: str, value: object, *, version: int, ttl: float, writer: str
+    ) -> Versioned:
+        """Compare and set a versioned value (see :meth:`Backend.set_versioned`)."""
 
 
 @runtime_checkable

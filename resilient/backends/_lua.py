@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["GET", "INDEX", "PUT", "RELEASE"]
+__all__ = ["GET", "GET_VERSIONED", "INDEX", "PUT", "RELEASE", "SET_VERSIONED"]
 
 # Delete the claim if *token* holds it, and publish on *channel* to wake its waiters.
 _RELEASE_FUNCTION: Final = """
@@ -109,3 +109,30 @@ release(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 return 1
 """
 )
+
+GET_VERSIONED: Final = """
+-- KEYS: the versioned key (a hash: v the version, d the encoded value, w its writer)
+-- Returns {version or false, value or false, seconds, microseconds} (the TIME of the read).
+local record = redis.call('HMGET', KEYS[1], 'v', 'd')
+local time = redis.call('TIME')
+return {record[1], record[2], time[1], time[2]}
+"""
+
+SET_VERSIONED: Final = """
+-- KEYS: the versioned key. ARGV: the version expected now, the encoded value, ttl ms, writer
+-- Returns {1 if stored else 0, the version now, the value now when not stored, seconds,
+-- microseconds}. A write found stored by the same writer (sent twice) reports stored.
+local record = redis.call('HMGET', KEYS[1], 'v', 'd', 'w')
+local time = redis.call('TIME')
+local version = tonumber(record[1]) or 0
+local expected = tonumber(ARGV[1])
+if version == expected then
+  redis.call('HSET', KEYS[1], 'v', version + 1, 'd', ARGV[2], 'w', ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {1, version + 1, false, time[1], time[2]}
+end
+if version == expected + 1 and record[3] == ARGV[4] then
+  return {1, version, false, time[1], time[2]}
+end
+return {0, version, record[2], time[1], time[2]}
+"""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["Claim", "Fetched"]
+__all__ = ["Claim", "Fetched", "Versioned"]
 
 
 class Claim(NamedTuple):
@@ -40,3 +40,22 @@ class Fetched(NamedTuple):
 
 MISS = Fetched(None, None, claimed=False)
 """A read that found nothing and claimed nothing."""
+
+
+class Versioned(NamedTuple):
+    """A value kept under a version number, and the store's time when it was read or written.
+
+    Attributes:
+        value: The stored value, or ``None`` when none is stored (or it would not decode).
+        version: How many writes the key has had since it was created; 0 when nothing is
+            stored. Only :meth:`resilient.typing.Backend.set_versioned` advances it.
+        time: The store's own clock in seconds, read in the same atomic step: the server's
+            ``TIME`` on Redis, the configured clock's monotonic time in memory. Only the
+            differences between readings of one store mean anything.
+        stored: For a write, whether it was stored.
+    """
+
+    value: object | None
+    version: int
+    time: float
+    stored: bool = False

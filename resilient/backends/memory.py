@@ -8,6 +8,8 @@
 #   `LruStore.data` (a dict read and `move_to_end` are each atomic under the GIL); an entry
 #   found expired is left for a locked operation to remove.
 # - Time is the configured clock's monotonic time, so `FakeClock` drives expiry in tests.
+# - Versioned values (compare-and-set) live in a region of their own, as (value, version,
+#   writer); the backend's lock makes each read-compare-write one step.
 # - The async methods are the sync ones (nothing here blocks on I/O) except the wait, which
 #   waits on the claim's `Signal` in the caller's own event loop: no thread hop either way.
 #
@@ -20,12 +22,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from threading import Lock
+from typing import cast
 
 import attrs
 
 from .. import _config
 from .._signal import Signal
-from ._types import MISS, Claim, Fetched
+from ._types import MISS, Claim, Fetched, Versioned
 
 __all__ = ["LruStore", "MemoryBackend"]
 
@@ -192,6 +195,7 @@ class MemoryBackend:
     def __init__(self, maxsize: int = 10_000, *, name: str = "memory") -> None:
         self.name = name
         self._store = LruStore(maxsize)
+        self._versioned = LruStore(maxsize)
         self._regions: dict[str, LruStore] = {}
         self._lock = Lock()
 
@@ -209,6 +213,37 @@ class MemoryBackend:
     def _stores(self) -> list[LruStore]:
         with self._lock:
             return [self._store, *self._regions.values()]
+
+    def get_versioned(self, key: str) -> Versioned:
+        """Read the versioned value at *key* (see :class:`resilient.typing.Backend`)."""
+        now = _config.DEFAULTS.clock.monotonic()
+        with self._lock:
+            return self._read_versioned(key, now)[0]
+
+    def set_versioned(
+        self, key: str, value: object, *, version: int, ttl: float, writer: str
+    ) -> Versioned:
+        """Store *value* as the next version if *version* is current (a compare-and-set)."""
+        if value is None:
+            raise ValueError("a backend stores no None values: None means absent")
+        now = _config.DEFAULTS.clock.monotonic()
+        with self._lock:
+            current, stored_by = self._read_versioned(key, now)
+            if current.version == version:
+                record = (value, version + 1, writer)
+                self._versioned.put(key, record, ttl=ttl, indexes=(), token=None, now=now)
+                return Versioned(value, version + 1, now, stored=True)
+            if current.version == version + 1 and stored_by == writer:
+                return current._replace(stored=True)  # this very write, sent twice
+            return current
+
+    def _read_versioned(self, key: str, now: float) -> tuple[Versioned, str | None]:
+        """Return what is stored at *key*, and the writer that stored it."""
+        record = self._versioned.get(key, None, now).value
+        if record is None:
+            return Versioned(None, 0, now), None
+        value, version, writer = cast("tuple[object, int, str]", record)  # set_versioned's
+        return Versioned(value, version, now), writer
 
     def get(self, key: str, *, claim: Claim | None = None) -> Fetched:
         """Read *key*, taking its claim if asked and due (see :class:`resilient.typing.Backend`)."""
@@ -285,3 +320,13 @@ class MemoryBackend:
     async def apurge(self, indexes: Sequence[str]) -> int:
         """Delete every value under *indexes* (see :meth:`purge`)."""
         return self.purge(indexes)
+
+    async def aget_versioned(self, key: str) -> Versioned:
+        """Read a versioned value (see :meth:`get_versioned`)."""
+        return self.get_versioned(key)
+
+    async def aset_versioned(
+        self, key: str, value: object, *, version: int, ttl: float, writer: str
+    ) -> Versioned:
+        """Compare and set a versioned value (see :meth:`set_versioned`)."""
+        return self.set_versioned(key, value, version=version, ttl=ttl, writer=writer)

@@ -55,7 +55,7 @@ from ..exceptions import CodecError
 from ..typing import Subscription
 from . import _lua
 from ._pubsub import Hub
-from ._types import MISS, Claim, Fetched
+from ._types import MISS, Claim, Fetched, Versioned
 from .codec import Codec
 
 __all__ = ["RedisBackend"]
@@ -118,6 +118,8 @@ _GET: Final = _Script(_lua.GET)
 _PUT: Final = _Script(_lua.PUT)
 _INDEX: Final = _Script(_lua.INDEX)
 _RELEASE: Final = _Script(_lua.RELEASE)
+_GET_VERSIONED: Final = _Script(_lua.GET_VERSIONED)
+_SET_VERSIONED: Final = _Script(_lua.SET_VERSIONED)
 
 
 def _milliseconds(seconds: float, what: str) -> int:
@@ -779,6 +781,56 @@ class RedisBackend:
                 if len(members) < _PURGE_BATCH:
                     break
         return deleted
+
+    def get_versioned(self, key: str) -> Versioned:
+        """Read the versioned value at *key* and the server's time (one command).
+
+        See :meth:`resilient.typing.Backend.get_versioned`.
+        """
+        return run_sync(self._get_versioned(self._sync(), key))
+
+    async def aget_versioned(self, key: str) -> Versioned:
+        """Read a versioned value (see :meth:`get_versioned`)."""
+        return await run_async(self._get_versioned(await self._async(), key))
+
+    def _get_versioned(self, client: Any, key: str) -> _Steps[Versioned]:
+        version, data, seconds, micros = yield from _GET_VERSIONED.steps(client, (key,), ())
+        value = None if data is None else self._decode(key, data)
+        return Versioned(value, int(version or 0), int(seconds) + int(micros) / 1e6)
+
+    def set_versioned(
+        self, key: str, value: object, *, version: int, ttl: float, writer: str
+    ) -> Versioned:
+        """Store *value* as the next version if *version* is current (one command).
+
+        See :meth:`resilient.typing.Backend.set_versioned`.
+        """
+        client = self._sync()
+        return run_sync(
+            self._set_versioned(client, key, value, version=version, ttl=ttl, writer=writer)
+        )
+
+    async def aset_versioned(
+        self, key: str, value: object, *, version: int, ttl: float, writer: str
+    ) -> Versioned:
+        """Compare and set a versioned value (see :meth:`set_versioned`)."""
+        client = await self._async()
+        return await run_async(
+            self._set_versioned(client, key, value, version=version, ttl=ttl, writer=writer)
+        )
+
+    def _set_versioned(
+        self, client: Any, key: str, value: object, *, version: int, ttl: float, writer: str
+    ) -> _Steps[Versioned]:
+        if value is None:
+            raise ValueError("a backend stores no None values: None means absent")
+        args = (version, self._codec.encode(key, value), _milliseconds(ttl, "ttl"), writer)
+        stored, now, data, seconds, micros = yield from _SET_VERSIONED.steps(client, (key,), args)
+        time_now = int(seconds) + int(micros) / 1e6
+        if stored:
+            return Versioned(value, int(now), time_now, stored=True)
+        current = None if data is None else self._decode(key, data)
+        return Versioned(current, int(now), time_now)
 
     def publish(self, channel: str, message: str) -> None:
         """Send *message* to every subscriber of *channel*, in every process (one command).

@@ -41,7 +41,7 @@ from typing import Any, ClassVar, Final
 
 import pytest
 
-from ..backends._types import Claim, Fetched
+from ..backends._types import Claim, Fetched, Versioned
 
 __all__ = ["BackendContract", "BroadcasterContract"]
 
@@ -52,6 +52,8 @@ _ASYNC_NAMES: Final = {
     "wait_released": "await_released",
     "delete": "adelete",
     "purge": "apurge",
+    "get_versioned": "aget_versioned",
+    "set_versioned": "aset_versioned",
 }
 # Short real TTLs keep the suite quick; the sleeps past them leave room for coarse expiry.
 _SHORT_TTL: Final = 0.3
@@ -154,6 +156,18 @@ class _Primitives:
         count = self._call("purge", indexes)
         assert type(count) is int, f"{self.mode} purge returned {count!r}, not an int"
         return count
+
+    def get_versioned(self, key: str) -> Versioned:
+        read = self._call("get_versioned", key)
+        assert isinstance(read, Versioned), f"{self.mode} get_versioned returned {read!r}"
+        return read
+
+    def set_versioned(
+        self, key: str, value: object, *, version: int, ttl: float, writer: str
+    ) -> Versioned:
+        written = self._call("set_versioned", key, value, version=version, ttl=ttl, writer=writer)
+        assert isinstance(written, Versioned), f"{self.mode} set_versioned returned {written!r}"
+        return written
 
     def soon(self, delay: float, name: str, *args: object, **kwargs: object) -> Callable[[], None]:
         """Call primitive *name* after *delay* seconds, concurrently; return a join function.
@@ -443,6 +457,87 @@ class BackendContract:
             primitives.put(self.key(), "short", ttl=_SHORT_TTL, indexes=[index])
         _pause(_PAST_SHORT_TTL)
         assert primitives.purge([index]) == 0
+
+    # versioned values (compare-and-set) -------------------------------------------------------
+
+    def test_a_missing_versioned_key_reads_as_version_zero(self, primitives: _Primitives) -> None:
+        """Nothing stored reads as no value at version 0."""
+        read = primitives.get_versioned(self.key("versioned"))
+        assert (read.value, read.version, read.stored) == (None, 0, False)
+
+    def test_a_write_at_the_current_version_stores_the_next(self, primitives: _Primitives) -> None:
+        """Writing at version 0, then 1, stores versions 1 and 2, each read back as written."""
+        key = self.key("versioned")
+        state = {"state": "open", "ring": b"\x00\x01", "probes": [[1, 2, 3.5]]}
+        first = primitives.set_versioned(key, state, version=0, ttl=_LONG_TTL, writer="a" * 32)
+        assert (first.value, first.version, first.stored) == (state, 1, True)
+        assert primitives.get_versioned(key)[:2] == (state, 1)
+        second = primitives.set_versioned(key, "next", version=1, ttl=_LONG_TTL, writer="b" * 32)
+        assert second[:2] == ("next", 2)
+        assert second.stored
+
+    def test_a_write_at_a_stale_version_is_refused_with_what_is_stored(
+        self, primitives: _Primitives
+    ) -> None:
+        """A writer that read an old version stores nothing and learns the current value."""
+        key = self.key("versioned")
+        primitives.set_versioned(key, "first", version=0, ttl=_LONG_TTL, writer=self.token())
+        primitives.set_versioned(key, "second", version=1, ttl=_LONG_TTL, writer=self.token())
+        late = primitives.set_versioned(key, "late", version=1, ttl=_LONG_TTL, writer=self.token())
+        assert (late.value, late.version, late.stored) == ("second", 2, False)
+        assert primitives.get_versioned(key)[:2] == ("second", 2)
+
+    def test_a_write_sent_twice_reports_stored_and_stores_once(
+        self, primitives: _Primitives
+    ) -> None:
+        """The same writer's write, repeated (a reply lost, the command re-sent), is one write."""
+        key, writer = self.key("versioned"), self.token()
+        primitives.set_versioned(key, "once", version=0, ttl=_LONG_TTL, writer=writer)
+        again = primitives.set_versioned(key, "once", version=0, ttl=_LONG_TTL, writer=writer)
+        assert (again.version, again.stored) == (1, True)
+        assert primitives.get_versioned(key).version == 1
+
+    def test_of_writers_racing_on_one_version_exactly_one_stores(
+        self, primitives: _Primitives
+    ) -> None:
+        """Eight writers that all read version 1 write at once: one stores version 2."""
+        key = self.key("versioned")
+        primitives.set_versioned(key, "base", version=0, ttl=_LONG_TTL, writer=self.token())
+        joins = [
+            primitives.soon(
+                0.05,
+                "set_versioned",
+                key,
+                f"writer {number}",
+                version=1,
+                ttl=_LONG_TTL,
+                writer=self.token(),
+            )
+            for number in range(8)
+        ]
+        for join in joins:
+            join()
+        read = primitives.get_versioned(key)
+        assert read.version == 2
+        assert isinstance(read.value, str)
+        assert read.value.startswith("writer ")
+
+    def test_the_store_time_moves_forward(self, primitives: _Primitives) -> None:
+        """Readings of the store's time never go back, and show time passing."""
+        key = self.key("versioned")
+        first = primitives.get_versioned(key).time
+        _pause(0.05)
+        second = primitives.set_versioned(key, 1, version=0, ttl=_LONG_TTL, writer=self.token())
+        assert 0.03 <= second.time - first < _HANG
+
+    def test_a_versioned_value_expires_after_its_ttl(self, primitives: _Primitives) -> None:
+        """After its ttl a versioned key reads as nothing stored, and version 0 writes again."""
+        key = self.key("versioned")
+        primitives.set_versioned(key, "short", version=0, ttl=_SHORT_TTL, writer=self.token())
+        _pause(_PAST_SHORT_TTL)
+        assert primitives.get_versioned(key)[:2] == (None, 0)
+        again = primitives.set_versioned(key, "new", version=0, ttl=_LONG_TTL, writer=self.token())
+        assert again.stored
 
 
 class _Heard:
