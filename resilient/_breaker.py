@@ -30,6 +30,7 @@ from typing import Any, ParamSpec, TypeAlias, TypedDict, TypeVar, Unpack
 
 import attrs
 
+from ._breaker_shared import Link
 from ._config import DEFAULTS
 from ._core.breaker import (
     IGNORED,
@@ -42,7 +43,7 @@ from ._core.breaker import (
 )
 from ._core.window import FAILURE, SLOW
 from ._decorate import Call, Decorator, Target, call_function
-from ._drive import emit
+from ._drive import emit, run_async, run_sync
 from .events import (
     BreakerClosed,
     BreakerDisabled,
@@ -52,7 +53,7 @@ from .events import (
     BreakerTransitioned,
 )
 from .exceptions import CircuitOpenError
-from .typing import ExceptionPredicate, ExceptionTypes, ResultPredicate
+from .typing import Backend, ExceptionPredicate, ExceptionTypes, ResultPredicate
 
 __all__ = ["Breaker", "BreakerOptions", "breaker", "reset_breakers"]
 
@@ -93,6 +94,9 @@ class BreakerOptions(TypedDict, total=False):
     max_open_for: float | timedelta | None
     half_open_calls: int
     probe_timeout: float | timedelta | None
+    shared: bool
+    backend: Backend | None
+    sync_interval: float | timedelta
     fallback: Callable[..., Any] | None
 
 
@@ -103,20 +107,23 @@ class Breaker:
     """A named circuit breaker: a decorator, a ``with`` / ``async with`` block, and controls.
 
     Get one with :func:`breaker`; the same name always gives the same object. Thread-safe and
-    usable from any number of threads and event loops at once.
+    usable from any number of threads and event loops at once. A shared breaker
+    (``shared=True``) makes one round trip to its backend for :attr:`state`, :meth:`stats`
+    and each control when its view is out of date.
 
     Attributes:
         name: The breaker's name, reported in events and errors.
         policy: Its :class:`BreakerPolicy`.
     """
 
-    __slots__ = ("__weakref__", "_core", "_lock", "name", "policy")
+    __slots__ = ("__weakref__", "_core", "_link", "_lock", "name", "policy")
 
     def __init__(self, name: str, policy: BreakerPolicy) -> None:
         self.name = name
         self.policy = policy
         self._core = BreakerCore(policy)
         self._lock = threading.Lock()
+        self._link = Link(self) if policy.shared else None
 
     def __repr__(self) -> str:
         return f"<Breaker {self.name!r} {self._core.state.value}>"
@@ -132,53 +139,72 @@ class Breaker:
     @property
     def state(self) -> BreakerState:
         """The current state (an open breaker whose open time has passed reads half-open)."""
-        with self._lock:
-            transition = self._core.tick(DEFAULTS.clock.monotonic())
-        if transition is not None:
-            self._report(transition)
-        return self._core.state
+        return self.stats().state
 
     def stats(self) -> BreakerStats:
         """Return a snapshot: state, window counts and rates, rejections, time to half-open."""
-        now = DEFAULTS.clock.monotonic()
+        link = self._link
+        if link is not None:
+            run_sync(link.refreshing(), link.backend())
+        now = self._now()
         with self._lock:
             transition = self._core.tick(now)
             stats = self._core.stats(self.name, now)
-        if transition is not None:
-            self._report(transition)
+        self._report_own(transition)
         return stats
 
     def open(self) -> None:
         """Force the breaker open: refuse every call until :meth:`close` or :meth:`reset`."""
-        self._manual(BreakerCore.force_open)
+        self._manual("force_open")
 
     def disable(self) -> None:
         """Let every call through and count none, until :meth:`close` or :meth:`reset`."""
-        self._manual(BreakerCore.disable)
+        self._manual("disable")
 
     def close(self) -> None:
         """Close the breaker, whatever its state, with an empty window and no trips behind it."""
-        self._manual(BreakerCore.close)
+        self._manual("close")
 
     def reset(self) -> None:
         """Close the breaker and forget every count, the rejections included."""
-        self._manual(BreakerCore.reset)
+        self._manual("reset")
 
-    def _manual(self, action: Callable[[BreakerCore, float], Transition | None]) -> None:
+    def _manual(self, action: str) -> None:
+        link = self._link
+        if link is not None:
+            run_sync(link.acting(action), link.backend())
+            return
         with self._lock:
-            transition = action(self._core, DEFAULTS.clock.monotonic())
+            transition = self._core.act(action, DEFAULTS.clock.monotonic())
         if transition is not None and transition.source is not transition.target:
             self._report(transition)
 
     # one call ----------------------------------------------------------------------------------
 
+    def _now(self) -> float:
+        """Return the time on the core's clock: the store's, for a shared breaker."""
+        link = self._link
+        return DEFAULTS.clock.monotonic() + (0.0 if link is None else link.offset)
+
     def _admit(self) -> Admission | float:
         """Ask to make a call: a permit, or the seconds left (see BreakerCore.admit)."""
+        link = self._link
+        if link is not None:
+            decision: Admission | float = run_sync(link.admitting(), link.backend())
+            return decision
         now = DEFAULTS.clock.monotonic()
         with self._lock:
             decision, transition = self._core.admit(now)
         if transition is not None:
             self._report(transition)
+        return decision
+
+    async def _aadmit(self) -> Admission | float:
+        """Ask to make a call, from async code (see :meth:`_admit`)."""
+        link = self._link
+        if link is None:
+            return self._admit()
+        decision: Admission | float = await run_async(link.admitting(), link.backend())
         return decision
 
     def _refused(self, remaining: float, *, fallback: bool) -> CircuitOpenError:
@@ -200,27 +226,53 @@ class Breaker:
 
     def _finish(self, permit: Admission, start: float, outcome: int) -> None:
         """Count the *outcome* of a call made under *permit* that started at *start*."""
+        outcome = self._timed(outcome, start)
+        link = self._link
+        if link is not None:
+            run_sync(link.finishing(permit, outcome), link.backend())
+            return
         now = DEFAULTS.clock.monotonic()
-        slow_after = self.policy.slow_call_after
-        if slow_after is not None and outcome != IGNORED and now - start >= slow_after:
-            outcome |= SLOW
         with self._lock:
             transition = self._core.record(permit, outcome, now)
         if transition is not None:
             self._report(transition)
 
-    def _failed(self, permit: Admission, start: float, exc: BaseException) -> None:
-        """Count a call that raised *exc* (a broken on= predicate raises, chained to *exc*)."""
+    async def _afinish(self, permit: Admission, start: float, outcome: int) -> None:
+        """Count the *outcome* of a call, from async code (see :meth:`_finish`)."""
+        link = self._link
+        if link is None:
+            self._finish(permit, start, outcome)
+        else:
+            await run_async(link.finishing(permit, self._timed(outcome, start)), link.backend())
+
+    def _timed(self, outcome: int, start: float) -> int:
+        """Return *outcome*, marked slow if the call that started at *start* was."""
+        slow_after = self.policy.slow_call_after
+        if slow_after is None or outcome == IGNORED:
+            return outcome
+        return outcome | SLOW if DEFAULTS.clock.monotonic() - start >= slow_after else outcome
+
+    def _error_outcome(self, exc: BaseException) -> int:
+        """Return what a call that raised *exc* counts as (a broken on= raises, chained)."""
         try:
-            outcome = self.policy.error_outcome(exc)
+            return self.policy.error_outcome(exc)
         except Exception as predicate_error:  # from on=: show what it was judging
             raise predicate_error from exc
-        self._finish(permit, start, outcome)
 
-    def _returned(self, permit: Admission, start: float, result: object) -> None:
-        """Count a call that returned *result*."""
+    def _result_outcome(self, result: object) -> int:
+        """Return what a call that returned *result* counts as."""
         check = self.policy.on_result
-        self._finish(permit, start, FAILURE if check is not None and check(result) else 0)
+        return FAILURE if check is not None and check(result) else 0
+
+    def _report_own(self, transition: Transition | None) -> None:
+        """Report a transition of this process's core, unless it only forecasts a shared one."""
+        if transition is None:
+            return
+        link = self._link
+        if link is None:
+            self._report(transition)
+        elif link.degraded:
+            self._report(transition._replace(time=transition.time - link.offset))
 
     def _report(self, transition: Transition) -> None:
         if not DEFAULTS.observers:
@@ -241,12 +293,11 @@ class Breaker:
 
     def __enter__(self) -> Breaker:
         """Admit the block, or raise :class:`CircuitOpenError`."""
-        decision = self._admit()
-        if isinstance(decision, float):
-            raise self._refused(decision, fallback=False)
-        start = DEFAULTS.clock.monotonic()
-        _blocks.set((*_blocks.get(), (self, decision, start)))
-        return self
+        return self._entered(self._admit())
+
+    async def __aenter__(self) -> Breaker:
+        """Admit the block (see :meth:`__enter__`)."""
+        return self._entered(await self._aadmit())
 
     def __exit__(
         self,
@@ -255,25 +306,8 @@ class Breaker:
         tb: TracebackType | None,
     ) -> None:
         """Count how the block ended; never swallows its exception."""
-        blocks = _blocks.get()
-        for position in range(len(blocks) - 1, -1, -1):
-            if blocks[position][0] is self:
-                _, permit, start = blocks[position]
-                _blocks.set(blocks[:position] + blocks[position + 1 :])
-                break
-        else:
-            raise RuntimeError(
-                f"{self!r} was left in a context it was not entered in: enter and leave a "
-                "breaker's block in the same thread or task"
-            )
-        if exc is None:
-            self._finish(permit, start, 0)
-        else:
-            self._failed(permit, start, exc)
-
-    async def __aenter__(self) -> Breaker:
-        """Admit the block (see :meth:`__enter__`)."""
-        return self.__enter__()
+        permit, start = self._left()
+        self._finish(permit, start, 0 if exc is None else self._error_outcome(exc))
 
     async def __aexit__(
         self,
@@ -282,7 +316,26 @@ class Breaker:
         tb: TracebackType | None,
     ) -> None:
         """Count how the block ended (see :meth:`__exit__`)."""
-        self.__exit__(exc_type, exc, tb)
+        permit, start = self._left()
+        await self._afinish(permit, start, 0 if exc is None else self._error_outcome(exc))
+
+    def _entered(self, decision: Admission | float) -> Breaker:
+        if isinstance(decision, float):
+            raise self._refused(decision, fallback=False)
+        _blocks.set((*_blocks.get(), (self, decision, DEFAULTS.clock.monotonic())))
+        return self
+
+    def _left(self) -> tuple[Admission, float]:
+        blocks = _blocks.get()
+        for position in range(len(blocks) - 1, -1, -1):
+            if blocks[position][0] is self:
+                _, permit, start = blocks[position]
+                _blocks.set(blocks[:position] + blocks[position + 1 :])
+                return permit, start
+        raise RuntimeError(
+            f"{self!r} was left in a context it was not entered in: enter and leave a "
+            "breaker's block in the same thread or task"
+        )
 
 
 class _Guard:
@@ -299,7 +352,12 @@ class _Guard:
         self.nested = None if inner is call_function else inner
         self.timed = policy.slow_call_after is not None
         # whether a quick success can be counted on the closed epoch's counter, lock-free
-        self.lazy = isinstance(policy.window, int) and not self.timed and not policy.on_result
+        self.lazy = (
+            isinstance(policy.window, int)
+            and not self.timed
+            and not policy.on_result
+            and not policy.shared
+        )
 
     def refuse(self, remaining: float, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Raise CircuitOpenError for a refused call, or return what the fallback answers."""
@@ -312,10 +370,11 @@ class _Guard:
     def call_sync(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        counter = self.core.counter
+        breaker = self.breaker
+        counter = None if breaker._link is not None else self.core.counter
         permit: Admission
         if counter is None:
-            decision = self.breaker._admit()
+            decision = breaker._admit()
             if isinstance(decision, float):
                 return self.refuse(decision, args, kwargs)
             permit = decision
@@ -329,21 +388,22 @@ class _Guard:
             else:
                 result = nested(wrapped, instance, args, kwargs)
         except BaseException as exc:
-            self.breaker._failed(permit, start, exc)
+            breaker._finish(permit, start, breaker._error_outcome(exc))
             raise
         if permit is counter and self.lazy:
             next(counter)
         else:
-            self.breaker._returned(permit, start, result)
+            breaker._finish(permit, start, breaker._result_outcome(result))
         return result
 
     async def call_async(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        counter = self.core.counter
+        breaker = self.breaker
+        counter = None if breaker._link is not None else self.core.counter
         permit: Admission
         if counter is None:
-            decision = self.breaker._admit()
+            decision = await breaker._aadmit()
             if isinstance(decision, float):
                 answer = self.refuse(decision, args, kwargs)
                 return (await answer) if inspect.isawaitable(answer) else answer
@@ -358,12 +418,12 @@ class _Guard:
             else:
                 result = await nested(wrapped, instance, args, kwargs)
         except BaseException as exc:
-            self.breaker._failed(permit, start, exc)
+            await breaker._afinish(permit, start, breaker._error_outcome(exc))
             raise
         if permit is counter and self.lazy:
             next(counter)
         else:
-            self.breaker._returned(permit, start, result)
+            await breaker._afinish(permit, start, breaker._result_outcome(result))
         return result
 
 
@@ -388,7 +448,7 @@ def _closed_fast_path(guard: _Guard) -> Call:
     general step.
     """
     core = guard.core
-    failed = guard.breaker._failed
+    breaker = guard.breaker
     general = guard.call_sync
 
     def closed(wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -398,7 +458,7 @@ def _closed_fast_path(guard: _Guard) -> Call:
         try:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
-            failed(counter, 0.0, exc)
+            breaker._finish(counter, 0.0, breaker._error_outcome(exc))
             raise
         next(counter)
         return result
@@ -514,8 +574,14 @@ def breaker(
 
 
 def reset_breakers() -> None:
-    """Reset every breaker alive in this process: closed, empty windows, no events."""
+    """Reset every breaker alive in this process: closed, empty windows, no events.
+
+    A shared breaker's view in this process is reset and read again at its next use; the
+    state its backend keeps is left alone.
+    """
     now = DEFAULTS.clock.monotonic()
     for each in _REGISTRY.live():
         with each._lock:
             each._core.reset(now)
+            if each._link is not None:
+                each._link.forget()

@@ -1,4 +1,9 @@
-"""A real breaker and the reference model, driven by the same steps, never disagree."""
+"""A real breaker and the reference model, driven by the same steps, never disagree.
+
+The same steps drive a breaker of this process, and a shared one kept on a MemoryBackend and
+on a real Redis server. For Redis the store's clock is the test's fake clock (FakeTimeRedis):
+Redis keeps the state and makes every compare-and-set, but time moves when the test says.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import itertools
 from datetime import timedelta
 from typing import Any
 
+import attrs
 import pytest
 from breaker_model import Model, ModelPermit, Outcome
 from hypothesis import HealthCheck, settings
@@ -20,10 +26,14 @@ from hypothesis.stateful import (
     invariant,
     multiple,
     rule,
+    run_state_machine_as_test,
 )
 
 import resilient
 from resilient import Breaker, BreakerPolicy
+from resilient._config import DEFAULTS
+from resilient.backends import MemoryBackend, Versioned
+from resilient.backends.redis import RedisBackend
 from resilient.exceptions import CircuitOpenError
 from resilient.testing import FakeClock
 
@@ -97,10 +107,14 @@ class BreakerMachine(RuleBasedStateMachine):
         self.clock = FakeClock(monotonic=1000.0)
         resilient.configure(clock=self.clock)
 
+    def new_breaker(self, policy: BreakerPolicy) -> Breaker:
+        """Return a new breaker with *policy*: one of this process alone."""
+        return resilient.breaker(f"model-{next(_names)}", policy)
+
     @initialize(policy=policies())
     def make(self, policy: BreakerPolicy) -> None:
         """Make a fresh breaker and its model."""
-        self.breaker: Breaker = resilient.breaker(f"model-{next(_names)}", policy)
+        self.breaker: Breaker = self.new_breaker(policy)
         self.model = Model(policy)
         clock = self.clock
 
@@ -214,3 +228,65 @@ BreakerMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow],
 )
 TestLocalBreakerAgainstModel = BreakerMachine.TestCase
+
+
+class SharedMemoryMachine(BreakerMachine):
+    """The same steps on a breaker shared through a MemoryBackend."""
+
+    def new_breaker(self, policy: BreakerPolicy) -> Breaker:
+        return resilient.breaker(
+            f"model-{next(_names)}",
+            attrs.evolve(policy, shared=True, backend=MemoryBackend(), sync_interval=0.5),
+        )
+
+
+SharedMemoryMachine.TestCase.settings = BreakerMachine.TestCase.settings
+TestSharedMemoryBreakerAgainstModel = SharedMemoryMachine.TestCase
+
+
+class FakeTimeRedis(RedisBackend):
+    """A real Redis for the state and its compare-and-set; the configured clock for its time."""
+
+    def get_versioned(self, key: str) -> Versioned:
+        return _faked(super().get_versioned(key))
+
+    def set_versioned(
+        self, key: str, value: object, *, version: int, ttl: float, writer: str
+    ) -> Versioned:
+        written = super().set_versioned(key, value, version=version, ttl=ttl, writer=writer)
+        return _faked(written)
+
+    async def aget_versioned(self, key: str) -> Versioned:
+        return _faked(await super().aget_versioned(key))
+
+    async def aset_versioned(
+        self, key: str, value: object, *, version: int, ttl: float, writer: str
+    ) -> Versioned:
+        written = await super().aset_versioned(key, value, version=version, ttl=ttl, writer=writer)
+        return _faked(written)
+
+
+def _faked(versioned: Versioned) -> Versioned:
+    return versioned._replace(time=DEFAULTS.clock.monotonic())
+
+
+def test_a_breaker_shared_on_redis_agrees_with_the_model(redis_url: str) -> None:
+    """Driven through a real Redis, the shared breaker never disagrees with the model."""
+    backend = FakeTimeRedis.from_url(redis_url)
+
+    class SharedRedisMachine(BreakerMachine):
+        def new_breaker(self, policy: BreakerPolicy) -> Breaker:
+            return resilient.breaker(
+                f"model-{next(_names)}",
+                attrs.evolve(policy, shared=True, backend=backend, sync_interval=0.5),
+            )
+
+    try:
+        run_state_machine_as_test(
+            SharedRedisMachine,
+            settings=settings(
+                BreakerMachine.TestCase.settings, max_examples=150, stateful_step_count=30
+            ),
+        )
+    finally:
+        backend.close()

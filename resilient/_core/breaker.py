@@ -37,6 +37,12 @@
 #   have. Time windows count each success under the lock, in the bucket of its own time.
 # - Outcomes are classified here (what counts as a failure, a success, or nothing); the
 #   drivers only measure. Time arrives as an argument, on one monotonic scale.
+# - Sharing: a breaker's whole state converts to plain data (`to_data`) and back
+#   (`from_data`), so a backend can keep it under a version and processes change it by
+#   compare-and-set. A process records its closed outcomes, in order, in `journal`; `apply`
+#   replays a process's `Exchange` (those outcomes, its rejections, its probes' reports, a
+#   manual action, a request for a probe's place) onto the stored state. The rules are these
+#   same methods either way: nothing is written twice.
 from __future__ import annotations
 
 import enum
@@ -57,6 +63,7 @@ from .window import FAILURE, CountWindow, TimeWindow, Window
 __all__ = [
     "IGNORED",
     "Admission",
+    "Exchange",
     "TRANSITIONS",
     "BreakerCore",
     "BreakerPolicy",
@@ -118,6 +125,7 @@ IGNORED: Final = -1
 """The outcome of a call that does not count (excluded, cancelled, interrupted)."""
 
 _COUNTING = Handling(does="counts", done="counted", purpose="to count as failures")
+_ACTIONS: Final[dict[str, Callable[[BreakerCore, float], Transition | None]]] = {}
 _MAX_DOUBLINGS = 60
 
 
@@ -146,6 +154,22 @@ class Permit(NamedTuple):
 
 Admission: TypeAlias = "itertools.count[int] | Permit"
 """What a call is admitted with: the closed epoch's success counter, or a Permit."""
+
+
+class Exchange(NamedTuple):
+    """What one process brings to the shared state of a breaker, to `BreakerCore.apply`.
+
+    *outcomes* are the closed outcomes of calls admitted in closed epoch *epoch*, in order: a
+    negative number ``-n`` stands for ``n`` quick successes.
+    """
+
+    epoch: int = -1
+    outcomes: tuple[int, ...] = ()
+    rejected: int = 0
+    probes: tuple[tuple[Permit, int], ...] = ()  # finished probes, each with its outcome
+    action: str | None = None  # "force_open", "disable", "close" or "reset"
+    admit: bool = False  # ask for a probe's place, or learn that calls may pass
+
 
 _UNCOUNTED: Final = Permit(-1, 0)  # matches no epoch: disabled calls count nothing
 
@@ -210,6 +234,21 @@ def _open_for(value: Seconds) -> float:
     return positive_seconds("open_for", value)
 
 
+def _sync_interval(value: Seconds) -> float:
+    return positive_seconds("sync_interval", value)
+
+
+def _check_backend(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    missing = [name for name in ("get_versioned", "set_versioned") if not hasattr(value, name)]
+    if missing:
+        raise TypeError(
+            f"backend={value!r} is not a backend: it lacks {', '.join(missing)}; use "
+            "resilient.backends.RedisBackend.from_url(url), or a MemoryBackend"
+        )
+
+
 def _probe_timeout(value: Seconds | None) -> float | None:
     return None if value is None else positive_seconds("probe_timeout", value)
 
@@ -261,6 +300,11 @@ class BreakerPolicy:
             breaker opens again; ``None`` waits for them forever.
         fallback: Called with the call's arguments instead of the function while the breaker
             refuses calls; its return value (awaited, for an async function) is returned.
+        shared: Keep the breaker's state on the backend, shared by every process that uses
+            the name there (see the Circuit breaking guide for what that promises).
+        backend: With *shared*, the backend to keep it on; by default the configured one.
+        sync_interval: With *shared*, how old (in seconds) this process's view of the shared
+            state may get before a call brings it up to date, its outcomes with it.
     """
 
     failure_rate: float | None = attrs.field(default=0.5, converter=_failure_rate)
@@ -277,6 +321,9 @@ class BreakerPolicy:
     half_open_calls: int = attrs.field(default=1, validator=_check_whole)
     probe_timeout: float | None = attrs.field(default=60.0, converter=_probe_timeout)
     fallback: Callable[..., Any] | None = attrs.field(default=None, validator=_check_callable)
+    shared: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    backend: object = attrs.field(default=None, validator=_check_backend)
+    sync_interval: float = attrs.field(default=0.25, converter=_sync_interval)
 
     # on= split once into types or a predicate, so that each failure checks without dispatch
     _types: tuple[type[Exception], ...] | None = attrs.field(init=False, repr=False, eq=False)
@@ -314,6 +361,11 @@ class BreakerPolicy:
             raise ValueError(
                 "failure_rate=None with no consecutive_failures= or slow_call_after= would "
                 "never trip the breaker: give one of them"
+            )
+        if self.backend is not None and not self.shared:
+            raise ValueError(
+                "backend= keeps a shared breaker's state: add shared=True, or leave backend= "
+                "out for a breaker of this process alone"
             )
         if self.max_open_for is not None and self.max_open_for < self.open_for:
             raise ValueError(
@@ -395,11 +447,12 @@ class BreakerCore:
         "epoch",
         "half_open_since",
         "in_flight",
+        "journal",
+        "next_probe",
         "open_until",
         "opened_for",
         "passed",
         "policy",
-        "probe_numbers",
         "probes",
         "rejected",
         "state",
@@ -423,10 +476,12 @@ class BreakerCore:
         self.half_open_since = 0.0
         self.probes = 0  # admitted in this half-open period (an uncounted one gives its place back)
         self.passed = 0
-        self.probe_numbers = itertools.count(1)
+        self.next_probe = 1
         # every probe not yet reported, of any period: its number -> (its epoch, admitted at)
         self.in_flight: dict[int, tuple[int, float]] = {}
         self.rejected = 0
+        # when set, every closed outcome counted is also appended here, in order (see Exchange)
+        self.journal: list[int] | None = None
 
     def tick(self, now: float) -> Transition | None:
         """Make the transition time alone makes due by *now*, if any."""
@@ -464,7 +519,8 @@ class BreakerCore:
         limit = self.policy.half_open_calls
         if state is BreakerState.HALF_OPEN and self.probes < limit and len(self.in_flight) < limit:
             self.probes += 1
-            number = next(self.probe_numbers)
+            number = self.next_probe
+            self.next_probe = number + 1
             self.in_flight[number] = (self.epoch, now)
             return Permit(self.epoch, number), transition
         self.rejected += 1
@@ -485,8 +541,13 @@ class BreakerCore:
         if permit is not self.counter or outcome == IGNORED:
             return None
         self._fold(now)
+        return self._record_closed(outcome, now)
+
+    def _record_closed(self, outcome: int, now: float) -> Transition | None:
         window = self.window
         window.add(outcome, now)
+        if self.journal is not None:
+            self.journal.append(outcome)
         if not outcome:
             self.consecutive = 0
             return None
@@ -574,6 +635,132 @@ class BreakerCore:
             until_half_open=max(0.0, self.open_until - now) if open_ else None,
         )
 
+    def act(self, action: str, now: float) -> Transition | None:
+        """Make the manual *action* ("force_open", "disable", "close" or "reset") at *now*."""
+        return _ACTIONS[action](self, now)
+
+    def apply(
+        self, exchange: Exchange, now: float
+    ) -> tuple[list[Transition], Permit | float | None]:
+        """Apply what one process brings (see Exchange) at *now*; return what changed.
+
+        The transitions made, in order, and the answer to ``exchange.admit``: a probe's
+        permit, the seconds a refused call is told, or ``None`` when calls pass (closed or
+        disabled; also when nothing was asked).
+        """
+        transitions: list[Transition] = []
+
+        def made(transition: Transition | None) -> None:
+            if transition is not None and transition.source is not transition.target:
+                transitions.append(transition)
+
+        self.rejected += exchange.rejected
+        if exchange.epoch == self.epoch and self.state is BreakerState.CLOSED:
+            for outcome in exchange.outcomes:
+                if outcome < 0:
+                    self._add_successes(-outcome, now)
+                    continue
+                transition = self._record_closed(outcome, now)
+                if transition is not None:  # tripped: the rest belong to an epoch now over
+                    made(transition)
+                    break
+        for permit, outcome in exchange.probes:
+            made(self.record(permit, outcome, now))
+        made(self.tick(now))
+        if exchange.action is not None:
+            made(self.act(exchange.action, now))
+        if not exchange.admit:
+            return transitions, None
+        decision, transition = self.admit(now)
+        made(transition)
+        return transitions, decision if isinstance(decision, (Permit, float)) else None
+
+    def to_data(self, now: float) -> dict[str, object]:
+        """Return the whole state as plain data (ints, floats, strings, bytes, lists)."""
+        self._fold(now)
+        window = self.window
+        shape: list[object]
+        if isinstance(window, CountWindow):
+            shape = ["count", window.size, bytes(window._ring), window._next]
+        else:
+            assert isinstance(window, TimeWindow)
+            buckets = [window._bucket_calls, window._bucket_failures, window._bucket_slow]
+            shape = ["time", window.seconds, window._head, *(list(each) for each in buckets)]
+        return {
+            "state": self.state.value,
+            "epoch": self.epoch,
+            "consecutive": self.consecutive,
+            "trips": self.trips,
+            "open_until": self.open_until,
+            "opened_for": self.opened_for,
+            "half_open_since": self.half_open_since,
+            "probes": self.probes,
+            "passed": self.passed,
+            "next_probe": self.next_probe,
+            "in_flight": [[number, *held] for number, held in self.in_flight.items()],
+            "rejected": self.rejected,
+            "window": [*shape, window.calls, window.failures, window.slow],
+        }
+
+    @classmethod
+    def from_data(cls, policy: BreakerPolicy, data: object) -> BreakerCore:
+        """Return the breaker *data* (from :meth:`to_data`) describes, under *policy*.
+
+        A window of another kind or size than *policy*'s starts empty. Raises ValueError
+        when *data* is not such a state.
+        """
+        try:
+            return cls._from_data(policy, data)
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise ValueError(f"not a breaker's state: {error}") from error
+
+    @classmethod
+    def _from_data(cls, policy: BreakerPolicy, data: object) -> BreakerCore:
+        if not isinstance(data, dict):
+            raise TypeError(type(data).__name__)
+        core = cls(policy)
+        core.state = BreakerState(data["state"])
+        core.epoch = int(data["epoch"])
+        core.counter = itertools.count() if core.state is BreakerState.CLOSED else None
+        core.consecutive = int(data["consecutive"])
+        core.trips = int(data["trips"])
+        core.open_until = float(data["open_until"])
+        core.opened_for = float(data["opened_for"])
+        core.half_open_since = float(data["half_open_since"])
+        core.probes = int(data["probes"])
+        core.passed = int(data["passed"])
+        core.next_probe = int(data["next_probe"])
+        core.in_flight = {
+            int(number): (int(epoch), float(admitted))
+            for number, epoch, admitted in data["in_flight"]
+        }
+        core.rejected = int(data["rejected"])
+        core._restore_window(list(data["window"]))
+        return core
+
+    def _restore_window(self, shape: list[Any]) -> None:
+        window = self.window
+        kind, size, *rest = shape
+        *buckets, calls, failures, slow = rest
+        if isinstance(window, CountWindow) and kind == "count" and size == window.size:
+            ring, position = buckets
+            if len(ring) != window.size:
+                raise ValueError("a count window's ring of the wrong size")
+            window._ring[:] = ring
+            window._next = int(position)
+        elif isinstance(window, TimeWindow) and kind == "time" and size == window.seconds:
+            head, *lists = buckets
+            window._head = int(head)
+            for target, source in zip(
+                (window._bucket_calls, window._bucket_failures, window._bucket_slow),
+                lists,
+                strict=True,
+            ):
+                target[:] = [int(count) for count in source]
+        else:
+            return  # the settings changed: a fresh window
+        window.calls, window.failures, window.slow = int(calls), int(failures), int(slow)
+
     def _move(self, trigger: Trigger, now: float, reason: str) -> Transition:
         source = self.state
         target = TRANSITIONS.get((source, trigger))
@@ -599,6 +786,10 @@ class BreakerCore:
         open_for = self.opened_for if target is BreakerState.OPEN else None
         return Transition(source, target, reason, failure_rate, slow_call_rate, open_for, now)
 
+    def continue_counting(self, other: BreakerCore) -> None:
+        """Take over *other*'s success counter, so that calls it admitted count here."""
+        self.counter, self._reads, self._folded = other.counter, other._reads, other._folded
+
     def _count_afresh(self) -> None:
         """Start counting quick successes of a new closed epoch."""
         self.counter = itertools.count()
@@ -615,5 +806,18 @@ class BreakerCore:
         fresh = seen - self._folded
         if fresh:
             self._folded = seen
-            self.consecutive = 0
-            self.window.add_successes(fresh, now)
+            self._add_successes(fresh, now)
+
+    def _add_successes(self, count: int, now: float) -> None:
+        self.consecutive = 0
+        self.window.add_successes(count, now)
+        if self.journal is not None:
+            self.journal.append(-count)
+
+
+_ACTIONS.update(
+    force_open=BreakerCore.force_open,
+    disable=BreakerCore.disable,
+    close=BreakerCore.close,
+    reset=BreakerCore.reset,
+)

@@ -1,0 +1,383 @@
+# A breaker shared by every process through a backend: the link between one process's view of
+# it and the state the backend keeps.
+#
+# Rules:
+# - The backend keeps the breaker's whole state (`BreakerCore.to_data`) under a version; it
+#   changes only by compare-and-set (`set_versioned`), so every change is linearizable: of two
+#   processes that read one version, one stores the next and the other applies its own
+#   exchange again on top of it. The rules are the core's, applied by whichever process writes;
+#   every time that decides a transition is the store's clock (the Redis server's TIME).
+# - Each process keeps a replica: the last stored state, plus what its own calls did since
+#   (their closed outcomes, in order, in the replica's journal). Closed calls are admitted and
+#   counted against the replica with no round trip. The journal goes to the backend with the
+#   next sync, which happens once the view is `sync_interval` old and a call ends, at once
+#   when the replica trips (so the fleet learns of it), when a probe ends, and when a call
+#   finds the view older than `sync_interval`. A sync is one compare-and-set (plus one read
+#   for a process that has no view yet, and one more write per conflict).
+# - Only the backend admits probes: a call that finds the replica open past its time, or
+#   half-open, asks in a sync, so at most `half_open_calls` probes run in the whole fleet.
+# - One sync at a time per process. A call that needs one while another is in flight does not
+#   wait for it, except a probe's report and a manual action, which must reach the backend:
+#   they wait for it to land, then lead the next.
+# - Transitions the backend's state makes are reported by the process that wrote them; a
+#   replica's own trip is a forecast and is not reported.
+# - A backend that fails (an error, a timeout, a conflict that will not settle) leaves the
+#   process on its replica alone, which then decides everything locally, probes included, and
+#   reports its transitions; one BackendFailed event says so. After a cool-down a call tries
+#   the backend again: the stored state wins, or, if the backend lost it (a restart without
+#   persistence), the replica becomes the stored state.
+from __future__ import annotations
+
+import hashlib
+import math
+import uuid
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any, Final
+
+from ._config import DEFAULTS
+from ._core.breaker import Admission, BreakerCore, Exchange, Permit
+from ._drive import Join, Op, emit, type_name
+from ._signal import Signal
+from .backends._types import Versioned
+from .events import BackendFailed
+
+if TYPE_CHECKING:
+    from ._breaker import Breaker
+
+__all__ = ["Link"]
+
+_COOL_DOWN: Final = 1.0  # seconds on the replica alone before trying a failed backend again
+_STATE_TTL: Final = 7 * 86_400.0  # a shared breaker unused for a week is forgotten
+_CONFLICTS: Final = 8  # compare-and-set attempts in one sync before giving up
+
+Steps = Generator[object, Any, Any]
+
+
+class _Again:
+    """A follower's answer: the sync it waited for landed; decide again."""
+
+
+_AGAIN: Final = _Again()
+
+
+class Link:
+    """One process's link to a shared breaker's stored state. Its breaker's lock guards it."""
+
+    __slots__ = (
+        "action",
+        "base",
+        "breaker",
+        "degraded",
+        "flight",
+        "offset",
+        "probes",
+        "reported_rejections",
+        "retry_at",
+        "stem",
+        "synced_at",
+    )
+
+    def __init__(self, breaker: Breaker) -> None:
+        self.breaker = breaker
+        digest = hashlib.blake2b(breaker.name.encode(), digest_size=16).hexdigest()
+        self.stem = f":breaker:{{{digest}}}"
+        self.base: Versioned | None = None  # the last stored state this process knows of
+        self.offset = 0.0  # the store's clock minus this process's clock
+        self.synced_at = -math.inf
+        self.flight: Signal | None = None  # set while this process syncs
+        self.degraded = False
+        self.retry_at = 0.0
+        self.probes: list[tuple[Permit, int]] = []  # finished probes not yet reported
+        self.action: str | None = None  # a manual action not yet made
+        self.reported_rejections = 0  # the replica's rejections the backend already has
+        breaker._core.journal = []
+
+    def backend(self) -> Any:
+        """Return the backend the breaker keeps its state on."""
+        return self.breaker.policy.backend or DEFAULTS.backend
+
+    def key(self) -> str:
+        """Return the key of the stored state (its hash tag is the name's digest)."""
+        return DEFAULTS.namespace + self.stem
+
+    def forget(self) -> None:
+        """Drop the view, so that the next call reads the stored state again (tests)."""
+        self.base = None
+        self.synced_at = -math.inf
+
+    # what calls do --------------------------------------------------------------------------
+
+    def admitting(self) -> Steps:
+        """Decide on a call: a permit, or the seconds a refused call is told."""
+        breaker = self.breaker
+        while True:
+            local = DEFAULTS.clock.monotonic()
+            with breaker._lock:
+                needed = self._needs_backend(local)
+                if not needed:
+                    decision, transition = breaker._core.admit(local + self.offset)
+            if not needed:
+                breaker._report_own(transition)
+                return decision
+            answer = yield from self._sync(admit=True, must=False)
+            if answer is _AGAIN:
+                continue
+            if answer is None:  # calls pass: decide on the fresh replica
+                with breaker._lock:
+                    decision, _ = breaker._core.admit(DEFAULTS.clock.monotonic() + self.offset)
+                return decision
+            return answer
+
+    def finishing(self, permit: Admission, outcome: int) -> Steps:
+        """Count how a call ended, and sync when the backend must hear of it."""
+        breaker = self.breaker
+        local = DEFAULTS.clock.monotonic()
+        must = False
+        with breaker._lock:
+            replica = breaker._core
+            if self.degraded:
+                transition = replica.record(permit, outcome, local + self.offset)
+                needed = False
+            elif type(permit) is Permit and permit.probe > 0:
+                self.probes.append((permit, outcome))
+                transition, needed, must = None, True, True
+            else:
+                forecast = replica.record(permit, outcome, local + self.offset)
+                transition, must = None, forecast is not None
+                needed = must or (
+                    bool(replica.journal) and local - self.synced_at >= self._interval()
+                )
+        if transition is not None:
+            breaker._report(transition)
+        if needed:
+            yield from self._until_synced(must=must)
+
+    def acting(self, action: str) -> Steps:
+        """Make a manual action (force_open, disable, close, reset) on the stored state."""
+        breaker = self.breaker
+        with breaker._lock:
+            alone = self.degraded
+            if alone:
+                transition = breaker._core.act(action, DEFAULTS.clock.monotonic() + self.offset)
+            else:
+                self.action = action
+        if not alone:
+            yield from self._until_synced(must=True)
+        elif transition is not None and transition.source is not transition.target:
+            breaker._report(transition._replace(time=transition.time - self.offset))
+
+    def refreshing(self) -> Steps:
+        """Sync if the view is out of date or the backend has not heard every outcome yet."""
+        with self.breaker._lock:
+            needed = bool(self.breaker._core.journal) or self._needs_backend(
+                DEFAULTS.clock.monotonic(), state_only=True
+            )
+        if needed:
+            yield from self._until_synced(must=True)
+
+    # syncing ------------------------------------------------------------------------------------
+
+    def _interval(self) -> float:
+        return self.breaker.policy.sync_interval
+
+    def _needs_backend(self, local: float, *, state_only: bool = False) -> bool:
+        if self.degraded:
+            return local >= self.retry_at
+        if self.base is None or local - self.synced_at >= self._interval():
+            return True
+        if state_only:
+            return False
+        replica = self.breaker._core
+        state = replica.state.value
+        if state == "open":
+            return local + self.offset >= replica.open_until
+        return state == "half_open"
+
+    def _until_synced(self, *, must: bool) -> Steps:
+        while (yield from self._sync(admit=False, must=must)) is _AGAIN:
+            pass
+
+    def _sync(self, *, admit: bool, must: bool) -> Steps:
+        """Bring this process's exchange to the backend and take its state back.
+
+        Returns the answer to *admit* (a probe's permit, seconds refused, or None when calls
+        pass), or `_AGAIN` for a follower whose leader landed.
+        """
+        breaker = self.breaker
+        with breaker._lock:
+            flight = self.flight
+            if flight is None:
+                self.flight = Signal()
+                exchange = self._take(admit)
+        if flight is not None:
+            if must:
+                yield Join(flight)
+                return _AGAIN
+            return self._refusal_meanwhile(admit)
+        try:
+            return (yield from self._lead(exchange))
+        finally:
+            with breaker._lock:
+                landed, self.flight = self.flight, None
+            assert landed is not None
+            landed.fire()
+
+    def _take(self, admit: bool) -> Exchange:
+        """Take what the backend has not heard yet (under the lock)."""
+        replica = self.breaker._core
+        journal = replica.journal or []
+        if not self.degraded:
+            replica.journal = []
+        base = self.base
+        epoch = -1 if base is None or not isinstance(base.value, dict) else base.value["epoch"]
+        exchange = Exchange(
+            epoch=int(epoch) if isinstance(epoch, int) else -1,
+            outcomes=tuple(journal),
+            rejected=replica.rejected - self.reported_rejections,
+            probes=tuple(self.probes),
+            action=self.action,
+            admit=admit,
+        )
+        self.reported_rejections = replica.rejected
+        self.probes = []
+        self.action = None
+        return exchange
+
+    def _refusal_meanwhile(self, admit: bool) -> object:
+        """Answer a caller that needed a sync while another one is in flight."""
+        if not admit:
+            return None
+        with self.breaker._lock:
+            replica = self.breaker._core
+            if replica.state.value in ("closed", "disabled"):
+                return None
+            return replica.remaining(DEFAULTS.clock.monotonic() + self.offset)
+
+    def _lead(self, exchange: Exchange) -> Steps:
+        backend = self.backend()
+        key = self.key()
+        knew = self.base is not None
+        try:
+            if self.base is None:
+                base = yield Op("get_versioned", (key,), {})
+                now = base.time
+            else:
+                base = self.base
+                now = DEFAULTS.clock.monotonic() + self.offset
+            for _ in range(_CONFLICTS):
+                core, sent = self._stored(base, exchange, knew=knew)
+                transitions, answer = core.apply(sent, now)
+                if base.version and not transitions and _empty(sent):
+                    written = base._replace(time=now)  # nothing to change: adopt what is stored
+                    break
+                written = yield Op(
+                    "set_versioned",
+                    (key, core.to_data(now)),
+                    {"version": base.version, "ttl": _STATE_TTL, "writer": uuid.uuid4().hex},
+                )
+                if written.stored:
+                    break
+                base, now = written, written.time
+            else:
+                raise RuntimeError(f"{_CONFLICTS} compare-and-set conflicts in a row")  # noqa: TRY301
+        except Exception as error:  # noqa: BLE001 - the breaker degrades; it never raises this
+            return self._degrade(exchange, error, backend)
+        self._install(written, exchange)
+        for transition in transitions:
+            self.breaker._report(transition._replace(time=transition.time - self.offset))
+        return answer
+
+    def _stored(
+        self, base: Versioned, exchange: Exchange, *, knew: bool
+    ) -> tuple[BreakerCore, Exchange]:
+        """Return the state to apply *exchange* to, and what of it still needs applying.
+
+        That is the state *base* holds; or, where the backend holds none (or a corrupt one)
+        although this process had a view or went on alone, its replica, whose own outcomes
+        and rejections are then in it already; or else a fresh breaker.
+        """
+        policy = self.breaker.policy
+        if base.value is not None:
+            try:
+                return BreakerCore.from_data(policy, base.value), exchange
+            except ValueError:
+                pass  # corrupt: start again from what this process knows, at its version
+        if knew or self.degraded or base.version:
+            replica = self.breaker._core.to_data(base.time)
+            return BreakerCore.from_data(policy, replica), exchange._replace(
+                outcomes=(), rejected=0
+            )
+        return BreakerCore(policy), exchange
+
+    def _install(self, written: Versioned, exchange: Exchange) -> None:
+        """Make the stored state this process's replica, keeping what calls did meanwhile."""
+        breaker = self.breaker
+        local = DEFAULTS.clock.monotonic()
+        with breaker._lock:
+            old = breaker._core
+            replica = BreakerCore.from_data(breaker.policy, written.value)
+            replica.journal = []
+            if replica.state is old.state and replica.epoch == exchange.epoch == old.epoch:
+                # the same closed epoch goes on: calls admitted on the old replica still count
+                replica.continue_counting(old)
+            self.offset = written.time - local
+            meanwhile = old.journal or []
+            if meanwhile:  # counted while the sync was in flight: they go with the next one
+                later = Exchange(epoch=exchange.epoch, outcomes=tuple(meanwhile))
+                replica.apply(later, written.time)
+            refused_meanwhile = old.rejected - self.reported_rejections
+            self.reported_rejections = replica.rejected
+            replica.rejected += refused_meanwhile
+            breaker._core = replica
+            self.base = written
+            self.synced_at = local
+            self.degraded = False
+
+    def _degrade(self, exchange: Exchange, error: Exception, backend: Any) -> object:
+        """Go on alone on the replica after *error*; return the answer to the exchange."""
+        breaker = self.breaker
+        local = DEFAULTS.clock.monotonic()
+        now = local + self.offset
+        with breaker._lock:
+            first = not self.degraded
+            self.degraded = True
+            self.retry_at = local + _COOL_DOWN
+            self.base = None
+            replica = breaker._core
+            replica.journal = None
+            transitions = [
+                replica.record(permit, outcome, now) for permit, outcome in exchange.probes
+            ]
+            if exchange.action is not None:
+                transitions.append(replica.act(exchange.action, now))
+            answer: object = None
+            if exchange.admit:
+                decision, transition = replica.admit(now)
+                transitions.append(transition)
+                answer = decision if isinstance(decision, (Permit, float)) else None
+        for transition in transitions:
+            if transition is not None and transition.source is not transition.target:
+                breaker._report(transition._replace(time=transition.time - self.offset))
+        if first and DEFAULTS.observers:
+            emit(
+                DEFAULTS,
+                BackendFailed(
+                    policy=breaker.name,
+                    time=local,
+                    backend=str(getattr(backend, "name", type(backend).__name__)),
+                    operation="breaker",
+                    error_type=type_name(error),
+                ),
+            )
+        return answer
+
+
+def _empty(exchange: Exchange) -> bool:
+    """Whether *exchange* changes nothing on its own (no outcomes, reports, action or ask)."""
+    return not (
+        exchange.outcomes
+        or exchange.rejected
+        or exchange.probes
+        or exchange.action
+        or exchange.admit
+    )
