@@ -258,17 +258,18 @@ class Link:
         key = self.key()
         knew = self.base is not None
         try:
-            if self.base is None:
+            if self.base is None or _empty(exchange):
+                # nothing to write, or no version to write at: read what is stored now
                 base = yield Op("get_versioned", (key,), {})
                 now = base.time
             else:
                 base = self.base
                 now = DEFAULTS.clock.monotonic() + self.offset
             for _ in range(_CONFLICTS):
-                core, sent = self._stored(base, exchange, knew=knew)
+                core, sent, seeded = self._stored(base, exchange, knew=knew)
                 transitions, answer = core.apply(sent, now)
-                if base.version and not transitions and _empty(sent):
-                    written = base._replace(time=now)  # nothing to change: adopt what is stored
+                if not seeded and base.version and not transitions and _empty(sent):
+                    written = base  # nothing to change: adopt what is stored
                     break
                 written = yield Op(
                     "set_versioned",
@@ -289,25 +290,24 @@ class Link:
 
     def _stored(
         self, base: Versioned, exchange: Exchange, *, knew: bool
-    ) -> tuple[BreakerCore, Exchange]:
-        """Return the state to apply *exchange* to, and what of it still needs applying.
+    ) -> tuple[BreakerCore, Exchange, bool]:
+        """Return the state to apply *exchange* to, what is left of it, and whether to write.
 
-        That is the state *base* holds; or, where the backend holds none (or a corrupt one)
-        although this process had a view or went on alone, its replica, whose own outcomes
-        and rejections are then in it already; or else a fresh breaker.
+        The state is the one *base* holds; or, where the backend holds none (or a corrupt
+        one) although this process had a view or went on alone, its replica, whose own
+        outcomes and rejections are then in it already; or else a fresh breaker. The flag
+        says whether the state must be written even if nothing else changes.
         """
         policy = self.breaker.policy
         if base.value is not None:
             try:
-                return BreakerCore.from_data(policy, base.value), exchange
+                return BreakerCore.from_data(policy, base.value), exchange, False
             except ValueError:
                 pass  # corrupt: start again from what this process knows, at its version
         if knew or self.degraded or base.version:
-            replica = self.breaker._core.to_data(base.time)
-            return BreakerCore.from_data(policy, replica), exchange._replace(
-                outcomes=(), rejected=0
-            )
-        return BreakerCore(policy), exchange
+            replica = BreakerCore.from_data(policy, self.breaker._core.to_data(base.time))
+            return replica, exchange._replace(outcomes=(), rejected=0), True
+        return BreakerCore(policy), exchange, True
 
     def _install(self, written: Versioned, exchange: Exchange) -> None:
         """Make the stored state this process's replica, keeping what calls did meanwhile."""
