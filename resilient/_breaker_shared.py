@@ -17,8 +17,9 @@
 # - Only the backend admits probes: a call that finds the replica open past its time, or
 #   half-open, asks in a sync, so at most `half_open_calls` probes run in the whole fleet.
 # - One sync at a time per process. A call that needs one while another is in flight does not
-#   wait for it, except a probe's report and a manual action, which must reach the backend:
-#   they wait for it to land, then lead the next.
+#   wait for it, except a probe's report and a manual action, which must reach the backend
+#   (they wait for it to land, then lead the next), and calls made before the process has
+#   seen the stored state at all.
 # - Transitions the backend's state makes are reported by the process that wrote them; a
 #   replica's own trip is a forecast and is not reported.
 # - A backend that fails (an error, a timeout, a conflict that will not settle) leaves the
@@ -48,7 +49,7 @@ __all__ = ["Link"]
 
 _COOL_DOWN: Final = 1.0  # seconds on the replica alone before trying a failed backend again
 _STATE_TTL: Final = 7 * 86_400.0  # a shared breaker unused for a week is forgotten
-_CONFLICTS: Final = 8  # compare-and-set attempts in one sync before giving up
+_CONFLICTS: Final = 8  # compare-and-set attempts in one sync before leaving it to the next
 
 Steps = Generator[object, Any, Any]
 
@@ -122,10 +123,12 @@ class Link:
             answer = yield from self._sync(admit=True, must=False)
             if answer is _AGAIN:
                 continue
-            if answer is None:  # calls pass: decide on the fresh replica
-                with breaker._lock:
+            with breaker._lock:
+                if answer is None:  # calls pass: decide on the fresh replica
                     decision, _ = breaker._core.admit(DEFAULTS.clock.monotonic() + self.offset)
-                return decision
+                    return decision
+                if isinstance(answer, float):
+                    breaker._core.rejected += 1  # every process counts the calls it refuses
             return answer
 
     def finishing(self, permit: Admission, outcome: int) -> Steps:
@@ -209,8 +212,10 @@ class Link:
             if flight is None:
                 self.flight = Signal()
                 exchange = self._take(admit)
+            # a process that never saw the stored state waits for its first look at it
+            unseen = self.base is None and not self.degraded
         if flight is not None:
-            if must:
+            if must or unseen:
                 yield Join(flight)
                 return _AGAIN
             return self._refusal_meanwhile(admit)
@@ -258,8 +263,8 @@ class Link:
         key = self.key()
         knew = self.base is not None
         try:
-            if self.base is None or _empty(exchange):
-                # nothing to write, or no version to write at: read what is stored now
+            if self.base is None or not _sends(exchange):
+                # no version to write at, or perhaps nothing to write: read what is stored
                 base = yield Op("get_versioned", (key,), {})
                 now = base.time
             else:
@@ -268,19 +273,20 @@ class Link:
             for _ in range(_CONFLICTS):
                 core, sent, seeded = self._stored(base, exchange, knew=knew)
                 transitions, answer = core.apply(sent, now)
-                if not seeded and base.version and not transitions and _empty(sent):
-                    written = base  # nothing to change: adopt what is stored
+                data = core.to_data(now)
+                if not seeded and base.version and data == base.value:
+                    written = base  # nothing changed: adopt what is stored
                     break
                 written = yield Op(
                     "set_versioned",
-                    (key, core.to_data(now)),
+                    (key, data),
                     {"version": base.version, "ttl": _STATE_TTL, "writer": uuid.uuid4().hex},
                 )
                 if written.stored:
                     break
                 base, now = written, written.time
-            else:
-                raise RuntimeError(f"{_CONFLICTS} compare-and-set conflicts in a row")  # noqa: TRY301
+            else:  # the backend works but others keep writing first: try again later
+                return self._give_back(exchange)
         except Exception as error:  # noqa: BLE001 - the breaker degrades; it never raises this
             return self._degrade(exchange, error, backend)
         self._install(written, exchange)
@@ -333,6 +339,18 @@ class Link:
             self.synced_at = local
             self.degraded = False
 
+    def _give_back(self, exchange: Exchange) -> object:
+        """Keep what *exchange* brought for the next sync; answer its caller from the replica."""
+        with self.breaker._lock:
+            replica = self.breaker._core
+            if replica.journal is not None:
+                replica.journal[:0] = exchange.outcomes
+            self.reported_rejections -= exchange.rejected
+            self.probes[:0] = exchange.probes
+            if self.action is None:
+                self.action = exchange.action
+        return self._refusal_meanwhile(exchange.admit)
+
     def _degrade(self, exchange: Exchange, error: Exception, backend: Any) -> object:
         """Go on alone on the replica after *error*; return the answer to the exchange."""
         breaker = self.breaker
@@ -372,12 +390,6 @@ class Link:
         return answer
 
 
-def _empty(exchange: Exchange) -> bool:
-    """Whether *exchange* changes nothing on its own (no outcomes, reports, action or ask)."""
-    return not (
-        exchange.outcomes
-        or exchange.rejected
-        or exchange.probes
-        or exchange.action
-        or exchange.admit
-    )
+def _sends(exchange: Exchange) -> bool:
+    """Whether *exchange* brings something to write (outcomes, refusals, reports, an action)."""
+    return bool(exchange.outcomes or exchange.rejected or exchange.probes or exchange.action)

@@ -66,12 +66,14 @@ class EventLog:
 
 
 @contextmanager
-def python_processes(script: str, *args: str, count: int) -> Iterator[list[Any]]:
+def python_processes(
+    script: str, *args: str, count: int, timeout: float = 30
+) -> Iterator[list[Any]]:
     """Run *count* Python processes of *script* during the block; then collect what they print.
 
     After the block the yielded list holds each process's output, read as JSON, once every
-    process has exited 0 (fail after 30 s). A process still running when the block raises is
-    killed.
+    process has exited 0 (fail after *timeout* seconds). A process still running when the
+    block raises is killed.
     """
     processes = [
         subprocess.Popen(
@@ -85,7 +87,7 @@ def python_processes(script: str, *args: str, count: int) -> Iterator[list[Any]]
     results: list[Any] = []
     try:
         yield results
-        outputs = [process.communicate(timeout=30) for process in processes]
+        outputs = [process.communicate(timeout=timeout) for process in processes]
     finally:
         for process in processes:
             if process.poll() is None:

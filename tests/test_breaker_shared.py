@@ -136,6 +136,30 @@ def test_probes_are_admitted_once_across_every_process(fleet: Fleet, clock: Fake
     assert [view.state for view in views] == [BreakerState.CLOSED] * 3
 
 
+def test_probes_still_out_from_a_failed_period_hold_their_places(clock: FakeClock) -> None:
+    """Three probes out, one fails: the next half-open period admits one, not three more."""
+    fleet = Fleet(
+        MemoryBackend(), failure_rate=None, consecutive_failures=1, open_for=1, half_open_calls=3
+    )
+    views = [fleet.process() for _ in range(7)]
+    fleet.call(views[0], ok=False)
+    clock.advance(1)
+
+    def enter(view: Breaker) -> bool:
+        try:
+            view.__enter__()
+        except CircuitOpenError:
+            return False
+        return True
+
+    assert [enter(view) for view in views[1:5]] == [True, True, True, False]
+    views[1].__exit__(ConnectionError, ConnectionError(), None)  # one probe fails: open again
+    clock.advance(1)
+    assert [enter(view) for view in views[5:7] + views[4:5]] == [True, False, False]
+    for view in (views[2], views[3], views[5]):
+        view.__exit__(None, None, None)
+
+
 def test_a_new_process_finds_the_state_and_never_resets_it(fleet: Fleet, clock: FakeClock) -> None:
     """Views made and dropped while it is open all see it open with the same time left."""
     tripping = fleet.process()

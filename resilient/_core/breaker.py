@@ -160,7 +160,9 @@ class Exchange(NamedTuple):
     """What one process brings to the shared state of a breaker, to `BreakerCore.apply`.
 
     *outcomes* are the closed outcomes of calls admitted in closed epoch *epoch*, in order: a
-    negative number ``-n`` stands for ``n`` quick successes.
+    negative number ``-n`` stands for ``n`` quick successes. A refusal answered to *admit* is
+    not counted in the state it is applied to: the asking process counts its refusals and
+    brings them as *rejected*.
     """
 
     epoch: int = -1
@@ -673,7 +675,10 @@ class BreakerCore:
             return transitions, None
         decision, transition = self.admit(now)
         made(transition)
-        return transitions, decision if isinstance(decision, (Permit, float)) else None
+        if isinstance(decision, float):
+            self.rejected -= 1  # the asking process counts the calls it refuses, with its own
+            return transitions, decision
+        return transitions, decision if isinstance(decision, Permit) else None
 
     def to_data(self, now: float) -> dict[str, object]:
         """Return the whole state as plain data (ints, floats, strings, bytes, lists)."""
