@@ -278,6 +278,35 @@ BREAKER_SCENARIOS = (
     Scenario(CLOSED_ASYNC, "async", asucceed, breaker.ASYNC_CANDIDATES, BARE, verify_breaker),
 )
 
+REDIS_CLOSED_SYNC, REDIS_CLOSED_ASYNC = "redis breaker closed sync", "redis breaker closed async"
+
+
+def shared_breaker_scenarios(
+    candidates: breaker.SharedCandidates, server: cache.RedisServer
+) -> list[Scenario]:
+    """Return the shared breaker scenarios on *server*: closed, ratios to a bare call."""
+    return [
+        Scenario(
+            REDIS_CLOSED_SYNC,
+            "sync",
+            succeed,
+            candidates.sync(),
+            BARE,
+            verify_breaker,
+            server=server,
+        ),
+        Scenario(
+            REDIS_CLOSED_ASYNC,
+            "async",
+            asucceed,
+            candidates.asynchronous(),
+            BARE,
+            verify_breaker,
+            server=server,
+        ),
+    ]
+
+
 HIT_SYNC, HIT_ASYNC = "hit sync", "hit async"
 REDIS_HIT_SYNC, REDIS_HIT_ASYNC = "redis hit sync", "redis hit async"
 REDIS_MISS_SYNC, REDIS_MISS_ASYNC = "redis miss+set sync", "redis miss+set async"
@@ -607,10 +636,12 @@ def ratio_table(results: Results, labels: list[str], *, markdown: bool) -> str:
 
 def redis_table(results: Results, labels: list[str], *, markdown: bool) -> str:
     """One row per Redis scenario and candidate: its ratio, time and commands per call."""
+    baselines = {s.baseline for s in results.scenarios if s.label in labels}
+    assert len(baselines) == 1, f"one table, one baseline: {baselines}"
     rows = [
         [
             "scenario: candidate",
-            "x raw redis-py",
+            f"x {baselines.pop()}",
             "time per call",
             "CPU per call: here / Redis",
             "commands sent per call",
@@ -651,7 +682,8 @@ def report(results: Results, *, markdown: bool) -> list[str]:
     retry = [label for label in ran if label in {s.label for s in RETRY_SCENARIOS}]
     closed = [label for label in ran if label in {s.label for s in BREAKER_SCENARIOS}]
     memory = [label for label in ran if label in (HIT_SYNC, HIT_ASYNC)]
-    redis = [label for label in ran if label.startswith("redis")]
+    shared = [label for label in ran if label.startswith("redis breaker")]
+    redis = [label for label in ran if label.startswith("redis") and label not in shared]
     heading = "### " if markdown else "== "
     parts = []
     if retry:
@@ -666,6 +698,9 @@ def report(results: Results, *, markdown: bool) -> list[str]:
         )
     if redis:
         parts.append(f"{heading}Redis cache\n\n{redis_table(results, redis, markdown=markdown)}")
+    if shared:
+        table = redis_table(results, shared, markdown=markdown)
+        parts.append(f"{heading}Redis breaker, closed\n\n{table}")
     return parts
 
 
@@ -699,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with contextlib.ExitStack() as stack:
         server = None
-        if args.only in (None, "cache"):
+        if args.only in (None, "cache", "breaker"):
             try:
                 server = stack.enter_context(cache.RedisServer())
             except cache.RedisUnavailableError as exc:
@@ -715,7 +750,11 @@ def main(argv: list[str] | None = None) -> int:
             scenarios += RETRY_SCENARIOS
         if args.only in (None, "breaker"):
             scenarios += BREAKER_SCENARIOS
-        if server is not None:
+        if server is not None and args.only in (None, "breaker"):
+            shared = breaker.SharedCandidates(server.url)
+            stack.callback(shared.close, runner)
+            scenarios += shared_breaker_scenarios(shared, server)
+        if server is not None and args.only in (None, "cache"):
             candidates = cache.Candidates(server.url)
             stack.callback(candidates.close, runner)
             scenarios += cache_scenarios(candidates, server)

@@ -443,6 +443,12 @@ class NotMemory:
     def purge(self, indexes: Any) -> int:
         return self._memory.purge(indexes)
 
+    def get_versioned(self, key: str) -> Any:
+        return self._memory.get_versioned(key)
+
+    def set_versioned(self, key: str, value: object, **options: Any) -> Any:
+        return self._memory.set_versioned(key, value, **options)
+
 
 FORK_SCRIPT = """
 import json, os, sys, time
