@@ -53,6 +53,13 @@ def test_benchmark_runner_runs_every_candidate_in_one_command(quick_run: str) ->
     for candidates in BREAKER_CANDIDATES.values():
         for candidate in candidates:
             assert candidate in quick_run
+    for scenario, candidate in (
+        ("redis breaker closed sync", "resilient.breaker, shared"),
+        ("redis breaker closed sync", "pybreaker"),
+        ("redis breaker closed async", "resilient.breaker, shared"),
+        ("redis breaker closed async", "purgatory"),
+    ):
+        assert f"{scenario}: {candidate}" in quick_run
     for mode, candidates in REDIS_CANDIDATES.items():
         for scenario in ("hit", "miss+set"):
             for candidate in candidates:
