@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import json
 import textwrap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import attrs
 import redis
-from cache_support import pause, python_processes
+from cache_support import PATIENCE, EventLog, pause, python_processes
 from redis_fixtures import Backends
-from redis_infra import RedisServer, commands_sent
+from redis_infra import FaultProxyFactory, RedisServer, commands_sent
 
 from resilient import Breaker, BreakerPolicy, BreakerState
 from resilient.backends.redis import RedisBackend
+from resilient.events import BackendFailed
 
 # Shared by the scripts: make the breaker named argv[2] on the Redis at argv[1], with the
 # settings given as JSON in argv[3] (timedelta windows as {"seconds": n}).
@@ -339,3 +343,55 @@ def test_redis_killed_under_four_processes_raises_nothing_at_call_sites(
     assert [result["alone"] for result in results] == [False] * 4
     stored = stored_state(url, "killed")
     assert stored["state"] in ("open", "half_open")
+
+
+def test_a_blackholed_redis_costs_a_call_at_most_its_socket_timeout_once_a_second(
+    redis_server: RedisServer, fault_proxy: FaultProxyFactory, backends: Backends, log: EventLog
+) -> None:
+    """Behind a blackhole, calls go on locally: one waits out the socket timeout per cool-down.
+
+    When the connection heals, the process is back on the stored state.
+    """
+    proxy = fault_proxy(redis_server.port)
+    backend = backends(proxy.url, socket_timeout=0.2, socket_connect_timeout=0.2)
+    brk = Breaker("blackholed", BreakerPolicy(shared=True, backend=backend, sync_interval=0.05))
+
+    @brk
+    def call() -> str:
+        return "answer"
+
+    assert call() == "answer"
+    proxy.blackhole()
+    slow = 0
+    started = time.monotonic()
+    while time.monotonic() - started < 2.5:
+        began = time.monotonic()
+        assert call() == "answer"
+        took = time.monotonic() - began
+        assert took < 0.2 + 0.25
+        slow += took > 0.1
+        pause(0.01)
+    assert 1 <= slow <= 3  # the first, then at most one per second of cool-down
+    assert [e.operation for e in log.of(BackendFailed)] == ["breaker"]
+    proxy.heal()
+    pause(1.1)
+    assert call() == "answer"
+    link = brk._link
+    assert link is not None
+    assert not link.degraded
+
+
+def test_a_shared_breaker_lets_sixteen_threads_into_the_function_at_once(
+    redis_url: str, backends: Backends
+) -> None:
+    """The shared path holds no lock while the function runs: sixteen calls meet inside it."""
+    brk = Breaker("meeting", BreakerPolicy(shared=True, backend=backends(redis_url)))
+    inside = threading.Barrier(16)
+
+    @brk
+    def call() -> str:
+        inside.wait(PATIENCE)
+        return "met"
+
+    with ThreadPoolExecutor(16) as pool:
+        assert list(pool.map(lambda _: call(), range(16))) == ["met"] * 16
