@@ -37,10 +37,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._config import DEFAULTS
 from ._core.breaker import Admission, BreakerCore, Exchange, Permit
-from ._drive import Join, Op, emit, type_name
+from ._drive import Join, Op, backend_failed
 from ._signal import Signal
 from .backends._types import Versioned
-from .events import BackendFailed
 
 if TYPE_CHECKING:
     from ._breaker import Breaker
@@ -376,17 +375,8 @@ class Link:
         for transition in transitions:
             if transition is not None and transition.source is not transition.target:
                 breaker._report(transition._replace(time=transition.time - self.offset))
-        if first and DEFAULTS.observers:
-            emit(
-                DEFAULTS,
-                BackendFailed(
-                    policy=breaker.name,
-                    time=local,
-                    backend=str(getattr(backend, "name", type(backend).__name__)),
-                    operation="breaker",
-                    error_type=type_name(error),
-                ),
-            )
+        if first:
+            backend_failed(breaker.name, backend, "breaker", error)
         return answer
 
 

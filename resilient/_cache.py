@@ -56,12 +56,23 @@ from . import _config
 from ._config import DEFAULTS, check_namespace, on_change
 from ._core.cache import CachePolicy, Freshness, judge
 from ._decorate import Call, Decorator, Target, Wrapper
-from ._drive import CALL, Join, Op, Procedure, Spawn, emit, run_async, run_sync, type_name
+from ._drive import (
+    CALL,
+    Join,
+    Op,
+    Procedure,
+    Spawn,
+    backend_failed,
+    emit,
+    run_async,
+    run_sync,
+    type_name,
+)
 from ._flight import Flights
 from ._keys import CallKeys, digest
 from .backends._types import Claim, Fetched
 from .backends.memory import LruStore, MemoryBackend
-from .events import BackendFailed, CacheHit, CacheMissed, CacheRefreshed, CacheStaleServed
+from .events import CacheHit, CacheMissed, CacheRefreshed, CacheStaleServed
 from .typing import Backend, Broadcaster, Subscription
 
 __all__ = [
@@ -697,19 +708,8 @@ class _CachedCall:
             health.suppressed += 1
             return
         suppressed, health.suppressed, health.last_event = health.suppressed, 0, now
-        if DEFAULTS.observers:
-            backend = self.policy.backend or DEFAULTS.backend
-            emit(
-                DEFAULTS,
-                BackendFailed(
-                    policy=self.name,
-                    time=now,
-                    backend=str(getattr(backend, "name", type(backend).__name__)),
-                    operation=operation,
-                    error_type=type_name(error),
-                    suppressed=suppressed,
-                ),
-            )
+        backend = self.policy.backend or DEFAULTS.backend
+        backend_failed(self.name, backend, operation, error, suppressed)
 
     def _succeeded(self) -> None:
         if self.health.failures:

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from ._config import DEFAULTS, Defaults
+from .events import BackendFailed
 
 if TYPE_CHECKING:
     from ._decorate import Call
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CALL",
+    "backend_failed",
     "Join",
     "Op",
     "Procedure",
@@ -181,6 +183,22 @@ def emit(defaults: Defaults, event: Event) -> None:
                     observer,
                     event.kind,
                 )
+
+
+def backend_failed(
+    policy: str, backend: object, operation: str, error: BaseException, suppressed: int = 0
+) -> None:
+    """Report that *backend* failed *operation* with *error*, on behalf of *policy*."""
+    if DEFAULTS.observers:
+        event = BackendFailed(
+            policy=policy,
+            time=DEFAULTS.clock.monotonic(),
+            backend=str(getattr(backend, "name", type(backend).__name__)),
+            operation=operation,
+            error_type=type_name(error),
+            suppressed=suppressed,
+        )
+        emit(DEFAULTS, event)
 
 
 def type_name(error: BaseException) -> str:

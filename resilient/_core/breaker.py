@@ -56,7 +56,7 @@ from typing import Any, Final, NamedTuple, TypeAlias
 import attrs
 
 from ..typing import ExceptionPredicate, ExceptionTypes, ResultPredicate
-from .matching import Handling, convert_on, exception_types
+from .matching import Handling, Matching, convert_on, exception_types, matching_of
 from .seconds import Seconds, finite_number, positive_seconds
 from .window import FAILURE, CountWindow, TimeWindow, Window
 
@@ -327,20 +327,12 @@ class BreakerPolicy:
     backend: object = attrs.field(default=None, validator=_check_backend)
     sync_interval: float = attrs.field(default=0.25, converter=_sync_interval)
 
-    # on= split once into types or a predicate, so that each failure checks without dispatch
-    _types: tuple[type[Exception], ...] | None = attrs.field(init=False, repr=False, eq=False)
-    _predicate: ExceptionPredicate | None = attrs.field(init=False, repr=False, eq=False)
-
-    @_types.default
-    def _types_of_on(self) -> tuple[type[Exception], ...] | None:
-        on = self.on
-        if isinstance(on, tuple):
-            return on
-        return (on,) if isinstance(on, type) else None
-
-    @_predicate.default
-    def _predicate_of_on(self) -> ExceptionPredicate | None:
-        return None if isinstance(self.on, (type, tuple)) else self.on
+    _matching: Matching = attrs.field(
+        init=False,
+        repr=False,
+        eq=False,
+        default=attrs.Factory(lambda self: matching_of(self.on), takes_self=True),
+    )
 
     def __attrs_post_init__(self) -> None:
         window = self.window
@@ -397,11 +389,7 @@ class BreakerPolicy:
         """Return what a call that raised *exc* counts as: FAILURE, 0 (a success) or IGNORED."""
         if not isinstance(exc, Exception) or isinstance(exc, self.exclude):
             return IGNORED
-        types = self._types
-        if types is not None:
-            return FAILURE if isinstance(exc, types) else 0
-        assert self._predicate is not None  # on= is either types or a predicate
-        return FAILURE if self._predicate(exc) else 0
+        return FAILURE if self._matching.matches(exc) else 0
 
 
 @attrs.frozen(kw_only=True)

@@ -7,7 +7,30 @@ from typing import NamedTuple, cast
 
 from ..typing import ExceptionPredicate, ExceptionTypes
 
-__all__ = ["Handling", "convert_on", "exception_types"]
+__all__ = ["Handling", "Matching", "convert_on", "exception_types", "matching_of"]
+
+
+class Matching(NamedTuple):
+    """``on=`` split once into exception types or a predicate, so each check needs no dispatch."""
+
+    types: tuple[type[Exception], ...] | None
+    predicate: ExceptionPredicate | None
+
+    def matches(self, exc: Exception) -> bool:
+        """Return whether *exc* is one ``on=`` names."""
+        if self.types is not None:
+            return isinstance(exc, self.types)
+        assert self.predicate is not None  # on= is either types or a predicate
+        return bool(self.predicate(exc))
+
+
+def matching_of(on: ExceptionTypes | ExceptionPredicate) -> Matching:
+    """Return the Matching of a converted ``on=`` (see :func:`convert_on`)."""
+    if isinstance(on, tuple):
+        return Matching(on, None)
+    if isinstance(on, type):
+        return Matching((on,), None)
+    return Matching(None, on)
 
 
 class Handling(NamedTuple):

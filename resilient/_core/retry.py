@@ -25,7 +25,7 @@ import attrs
 
 from ..typing import ExceptionPredicate, ExceptionTypes, ResultPredicate, Wait
 from .backoff import exponential, full_jitter
-from .matching import Handling, convert_on
+from .matching import Handling, Matching, convert_on, matching_of
 from .seconds import Seconds, non_negative_seconds, positive_seconds
 
 __all__ = ["Budget", "RetryPolicy", "RetryRun", "parse_retry_after", "retry_after_hint"]
@@ -133,20 +133,12 @@ class RetryPolicy:
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
     )
 
-    # on= split once into types or a predicate, so that each failure checks without dispatch
-    _types: tuple[type[Exception], ...] | None = attrs.field(init=False, repr=False, eq=False)
-    _predicate: ExceptionPredicate | None = attrs.field(init=False, repr=False, eq=False)
-
-    @_types.default
-    def _types_of_on(self) -> tuple[type[Exception], ...] | None:
-        on = self.on
-        if isinstance(on, tuple):
-            return on
-        return (on,) if isinstance(on, type) else None
-
-    @_predicate.default
-    def _predicate_of_on(self) -> ExceptionPredicate | None:
-        return None if isinstance(self.on, (type, tuple)) else self.on
+    _matching: Matching = attrs.field(
+        init=False,
+        repr=False,
+        eq=False,
+        default=attrs.Factory(lambda self: matching_of(self.on), takes_self=True),
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.attempts is None and self.deadline is None:
@@ -157,10 +149,7 @@ class RetryPolicy:
 
     def matches(self, exc: Exception) -> bool:
         """Return whether *exc* is one this policy retries."""
-        if self._types is not None:
-            return isinstance(exc, self._types)
-        assert self._predicate is not None  # on= is either types or a predicate
-        return bool(self._predicate(exc))
+        return self._matching.matches(exc)
 
 
 def _finite_non_negative(seconds: float) -> float | None:
@@ -267,7 +256,7 @@ class RetryRun:
         *now* is only read when the run is ``timed``.
         """
         policy = self.policy
-        types = policy._types  # the common case, checked here without a call to matches()
+        types = policy._matching.types  # the common case, checked here without matches()
         if not (isinstance(exc, types) if types is not None else policy.matches(exc)):
             self.reason = None
             return None
