@@ -36,7 +36,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any, Final
 
 from ._config import DEFAULTS
-from ._core.breaker import Admission, BreakerCore, Exchange, Permit
+from ._core.breaker import Admission, BreakerCore, BreakerState, Exchange, Permit, Transition
 from ._drive import Join, Op, backend_failed
 from ._signal import Signal
 from .backends._types import Versioned
@@ -69,6 +69,7 @@ class Link:
         "breaker",
         "degraded",
         "flight",
+        "journal_epoch",
         "offset",
         "probes",
         "reported_rejections",
@@ -90,6 +91,7 @@ class Link:
         self.probes: list[tuple[Permit, int]] = []  # finished probes not yet reported
         self.action: str | None = None  # a manual action not yet made
         self.reported_rejections = 0  # the replica's rejections the backend already has
+        self.journal_epoch = -1  # the stored closed epoch the replica's journal counts in
         breaker._core.journal = []
 
     def backend(self) -> Any:
@@ -149,8 +151,7 @@ class Link:
                 needed = must or (
                     bool(replica.journal) and local - self.synced_at >= self._interval()
                 )
-        if transition is not None:
-            breaker._report(transition)
+        self._tell(transition)
         if needed:
             yield from self._until_synced(must=must)
 
@@ -163,10 +164,10 @@ class Link:
                 transition = breaker._core.act(action, DEFAULTS.clock.monotonic() + self.offset)
             else:
                 self.action = action
-        if not alone:
+        if alone:
+            self._tell(transition)
+        else:
             yield from self._until_synced(must=True)
-        elif transition is not None and transition.source is not transition.target:
-            breaker._report(transition._replace(time=transition.time - self.offset))
 
     def refreshing(self) -> Steps:
         """Sync if the view is out of date or the backend has not heard every outcome yet."""
@@ -190,10 +191,9 @@ class Link:
         if state_only:
             return False
         replica = self.breaker._core
-        state = replica.state.value
-        if state == "open":
+        if replica.state is BreakerState.OPEN:
             return local + self.offset >= replica.open_until
-        return state == "half_open"
+        return replica.state is BreakerState.HALF_OPEN
 
     def _until_synced(self, *, must: bool) -> Steps:
         while (yield from self._sync(admit=False, must=must)) is _AGAIN:
@@ -232,10 +232,8 @@ class Link:
         journal = replica.journal or []
         if not self.degraded:
             replica.journal = []
-        base = self.base
-        epoch = -1 if base is None or not isinstance(base.value, dict) else base.value["epoch"]
         exchange = Exchange(
-            epoch=int(epoch) if isinstance(epoch, int) else -1,
+            epoch=self.journal_epoch,
             outcomes=tuple(journal),
             rejected=replica.rejected - self.reported_rejections,
             probes=tuple(self.probes),
@@ -247,13 +245,18 @@ class Link:
         self.action = None
         return exchange
 
+    def _tell(self, transition: Transition | None) -> None:
+        """Report *transition* of a state on the store's clock, on this process's clock."""
+        if transition is not None and transition.source is not transition.target:
+            self.breaker._report(transition._replace(time=transition.time - self.offset))
+
     def _refusal_meanwhile(self, admit: bool) -> object:
         """Answer a caller that needed a sync while another one is in flight."""
         if not admit:
             return None
         with self.breaker._lock:
             replica = self.breaker._core
-            if replica.state.value in ("closed", "disabled"):
+            if replica.state in (BreakerState.CLOSED, BreakerState.DISABLED):
                 return None
             return replica.remaining(DEFAULTS.clock.monotonic() + self.offset)
 
@@ -290,7 +293,7 @@ class Link:
             return self._degrade(exchange, error, backend)
         self._install(written, exchange)
         for transition in transitions:
-            self.breaker._report(transition._replace(time=transition.time - self.offset))
+            self._tell(transition)
         return answer
 
     def _stored(
@@ -334,6 +337,7 @@ class Link:
             self.reported_rejections = replica.rejected
             replica.rejected += refused_meanwhile
             breaker._core = replica
+            self.journal_epoch = replica.epoch
             self.base = written
             self.synced_at = local
             self.degraded = False
@@ -373,8 +377,7 @@ class Link:
                 transitions.append(transition)
                 answer = decision if isinstance(decision, (Permit, float)) else None
         for transition in transitions:
-            if transition is not None and transition.source is not transition.target:
-                breaker._report(transition._replace(time=transition.time - self.offset))
+            self._tell(transition)
         if first:
             backend_failed(breaker.name, backend, "breaker", error)
         return answer
