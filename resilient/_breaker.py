@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import math
+import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -571,6 +572,22 @@ def breaker(
             'write breaker("payments-api", failure_rate=0.5)'
         )
     return _REGISTRY.get(name, resolved)
+
+
+def _forked() -> None:
+    """Start every breaker afresh in a forked child.
+
+    Every lock is replaced (a parent's thread may have held one), and shared views drop the
+    parent's sync in flight and the outcomes the parent will send itself.
+    """
+    _REGISTRY._lock = threading.Lock()
+    for each in list(_REGISTRY._live.values()):
+        each._lock = threading.Lock()
+        if each._link is not None:
+            each._link.forked()
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 def reset_breakers() -> None:

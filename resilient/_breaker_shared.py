@@ -107,6 +107,17 @@ class Link:
         self.base = None
         self.synced_at = -math.inf
 
+    def forked(self) -> None:
+        """Start afresh in a forked child: its parent's sync and unsent outcomes are not its own."""
+        self.flight = None
+        self.forget()
+        replica = self.breaker._core
+        if replica.journal is not None:
+            replica.journal = []
+        self.reported_rejections = replica.rejected
+        self.probes = []
+        self.action = None
+
     # what calls do --------------------------------------------------------------------------
 
     def admitting(self) -> Steps:

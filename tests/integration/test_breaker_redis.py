@@ -395,3 +395,37 @@ def test_a_shared_breaker_lets_sixteen_threads_into_the_function_at_once(
 
     with ThreadPoolExecutor(16) as pool:
         assert list(pool.map(lambda _: call(), range(16))) == ["met"] * 16
+
+
+FORK_SCRIPT = """
+import json, os, sys
+import resilient
+from resilient.backends.redis import RedisBackend
+
+backend = RedisBackend.from_url(sys.argv[1])
+brk = resilient.breaker("forked", shared=True, backend=backend, window=1000)
+
+@brk
+def call(number):
+    return number
+
+for number in range(10):
+    call(number)
+brk._lock.acquire()  # a thread of the parent holds the lock when it forks
+child = os.fork()
+if child == 0:
+    for number in range(5):
+        call(number)
+    brk.stats()  # the child sends its own five outcomes, not its parent's ten
+    os._exit(0)
+brk._lock.release()
+_, status = os.waitpid(child, 0)
+print(json.dumps({"child": os.waitstatus_to_exitcode(status), "calls": brk.stats().calls}))
+"""
+
+
+def test_a_forked_child_uses_the_shared_breaker_on_its_own(redis_url: str) -> None:
+    """A child forked while the parent held the lock works, and no outcome is counted twice."""
+    with python_processes(FORK_SCRIPT, redis_url, count=1) as results:
+        pass
+    assert results == [{"child": 0, "calls": 15}]
