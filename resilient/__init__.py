@@ -1,4 +1,4 @@
-"""Resilience for Python service calls: retries, circuit breakers and caches; locks to come.
+"""Resilience for Python service calls: retries, circuit breakers, caches and single flight.
 
 Every decorator works on sync and async functions and methods and reports each decision to
 the observers configured with :func:`configure`.
@@ -19,6 +19,8 @@ from ._cache import (
 )
 from ._config import configure, reset_defaults
 from ._core.breaker import BreakerPolicy, BreakerState, BreakerStats
+from ._core.dedupe import DedupePolicy
+from ._dedupe import deduped
 from ._retry import Attempt, RetryBudget, Retrying, RetryPolicy, retry, retrying
 
 __all__ = [
@@ -39,6 +41,9 @@ __all__ = [
     "BreakerPolicy",
     "BreakerState",
     "BreakerStats",
+    # single flight
+    "deduped",
+    "DedupePolicy",
     # caching
     "cached",
     "CachePolicy",

@@ -30,6 +30,9 @@ __all__ = [
     "CacheMissed",
     "CacheRefreshed",
     "CacheStaleServed",
+    "DedupeBypassed",
+    "DedupeJoined",
+    "DedupeLed",
     "Event",
     "RetriesExhausted",
     "RetryScheduled",
@@ -252,6 +255,50 @@ class BreakerRejected(Event):
 
 
 @attrs.frozen(kw_only=True)
+class DedupeLed(Event):
+    """A deduplicated call ran the function, for itself and the calls that joined it.
+
+    Attributes:
+        elapsed: Seconds the function took.
+    """
+
+    kind: ClassVar[str] = "dedupe.led"
+    severity: ClassVar[str] = "debug"
+    duration_fields: ClassVar[tuple[str, ...]] = ("elapsed",)
+
+    elapsed: float
+
+
+@attrs.frozen(kw_only=True)
+class DedupeJoined(Event):
+    """A deduplicated call joined one already running and got its outcome, not running its own.
+
+    Attributes:
+        waited: Seconds it waited for the running call.
+    """
+
+    kind: ClassVar[str] = "dedupe.joined"
+    severity: ClassVar[str] = "debug"
+    duration_fields: ClassVar[tuple[str, ...]] = ("waited",)
+
+    waited: float
+
+
+@attrs.frozen(kw_only=True)
+class DedupeBypassed(Event):
+    """A deduplicated call ran on its own: ``max_flights`` keys were in flight already.
+
+    Attributes:
+        in_flight: How many keys were in flight.
+    """
+
+    kind: ClassVar[str] = "dedupe.bypassed"
+    severity: ClassVar[str] = "warning"
+
+    in_flight: int
+
+
+@attrs.frozen(kw_only=True)
 class BackendFailed(Event):
     """A backend operation failed; the capability carried on as its failure policy says.
 
@@ -310,6 +357,9 @@ def all_event_types() -> tuple[type[Event], ...]:
         BreakerClosed,
         BreakerDisabled,
         BreakerRejected,
+        DedupeLed,
+        DedupeJoined,
+        DedupeBypassed,
         BackendFailed,
         StoredValueRejected,
     )

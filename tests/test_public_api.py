@@ -39,6 +39,9 @@ PUBLIC_NAMES = [
     "BreakerPolicy",
     "BreakerState",
     "BreakerStats",
+    # single flight
+    "deduped",
+    "DedupePolicy",
     # caching
     "cached",
     "CachePolicy",

@@ -22,7 +22,7 @@ import attrs
 
 from .seconds import Seconds, non_negative_number, non_negative_seconds, positive_seconds
 
-__all__ = ["CachePolicy", "Freshness", "judge"]
+__all__ = ["CachePolicy", "Freshness", "call_key", "judge", "positive_size"]
 
 _HORIZON = 12.0
 
@@ -55,7 +55,8 @@ def _early_refresh(value: float) -> float:
     return non_negative_number("early_refresh", value)
 
 
-def _maxsize(value: int) -> int:
+def positive_size(value: int) -> int:
+    """Return *value* if it is a whole number above zero, else raise ValueError."""
     raw: object = value  # typed for callers; checked as whatever arrived
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
         raise ValueError(f"maxsize must be a positive int, e.g. maxsize=1024, not {value!r}")
@@ -80,7 +81,8 @@ def _tags(value: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     return tags
 
 
-def _key(value: str | Callable[..., object] | None) -> str | Callable[..., object] | None:
+def call_key(value: str | Callable[..., object] | None) -> str | Callable[..., object] | None:
+    """Return *value* if it can be a ``key=`` option (a template, a callable, None)."""
     raw: object = value  # typed for callers; checked as whatever arrived
     if raw is not None and not isinstance(raw, str) and not callable(raw):
         raise TypeError(
@@ -119,10 +121,10 @@ class CachePolicy:
     """
 
     ttl: float = attrs.field(converter=_ttl)
-    maxsize: int = attrs.field(default=1024, converter=_maxsize)
+    maxsize: int = attrs.field(default=1024, converter=positive_size)
     stale_ttl: float = attrs.field(default=0.0, converter=_stale_ttl)
     early_refresh: float = attrs.field(default=1.0, converter=_early_refresh)
-    key: str | Callable[..., object] | None = attrs.field(default=None, converter=_key)
+    key: str | Callable[..., object] | None = attrs.field(default=None, converter=call_key)
     condition: Callable[[Any], object] | None = attrs.field(default=None, converter=_condition)
     cache_none: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     tags: tuple[str, ...] = attrs.field(default=(), converter=_tags)
