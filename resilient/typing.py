@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 from .events import Event
 
 if TYPE_CHECKING:
-    from .backends import Claim, Fetched, Versioned
+    from .backends import Claim, Fetched, Locked, Versioned
 
 __all__ = [
     "AsyncBackend",
@@ -153,6 +153,20 @@ class Backend(Protocol):
         stored by the same *writer* reports ``stored=True``.
         """
 
+    def lock(self, key: str, owner: str, ttl: float) -> Locked:
+        """Take the lock *key* for *owner* (128 random bits) for *ttl* seconds, if it is free.
+
+        Taken, it hands out a fencing token greater than every one handed out for *key*
+        before. If *owner* holds it already (the same request sent twice), it says so with the
+        token it holds. The lock is the claim of *key*: :meth:`wait_released` waits for it.
+        """
+
+    def unlock(self, key: str, owner: str) -> bool:
+        """Release *owner*'s lock on *key* and wake its waiters; False if *owner* holds none."""
+
+    def extend(self, key: str, owner: str, ttl: float) -> bool:
+        """Make *owner*'s lock on *key* last *ttl* seconds from now; False if it holds none."""
+
 
 @runtime_checkable
 class AsyncBackend(Protocol):
@@ -160,7 +174,7 @@ class AsyncBackend(Protocol):
 
     The methods are those of :class:`Backend` with an ``a`` in front (``aget``, ``aput``,
     ``arelease``, ``await_released``, ``adelete``, ``apurge``, ``aget_versioned``,
-    ``aset_versioned``), so that one object can serve
+    ``aset_versioned``, ``alock``, ``aunlock``, ``aextend``), so that one object can serve
     sync and async callers, as :class:`resilient.backends.MemoryBackend` and
     :class:`resilient.backends.RedisBackend` do.
     """
@@ -198,6 +212,15 @@ class AsyncBackend(Protocol):
         self, key: str, value: object, *, version: int, ttl: float, writer: str
     ) -> Versioned:
         """Compare and set a versioned value (see :meth:`Backend.set_versioned`)."""
+
+    async def alock(self, key: str, owner: str, ttl: float) -> Locked:
+        """Take a lock (see :meth:`Backend.lock`)."""
+
+    async def aunlock(self, key: str, owner: str) -> bool:
+        """Release a lock (see :meth:`Backend.unlock`)."""
+
+    async def aextend(self, key: str, owner: str, ttl: float) -> bool:
+        """Extend a lock (see :meth:`Backend.extend`)."""
 
 
 @runtime_checkable

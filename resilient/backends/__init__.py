@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._types import Claim, Fetched, Versioned
+from ._types import Claim, Fetched, Locked, Versioned
 from .codec import Codec
 from .memory import MemoryBackend
 
 if TYPE_CHECKING:
     from .redis import RedisBackend
 
-__all__ = ["Claim", "Codec", "Fetched", "MemoryBackend", "RedisBackend", "Versioned"]
+__all__ = ["Claim", "Codec", "Fetched", "Locked", "MemoryBackend", "RedisBackend", "Versioned"]
 
 
 def __getattr__(name: str) -> object:

@@ -18,15 +18,28 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["GET", "GET_VERSIONED", "INDEX", "PUT", "RELEASE", "SET_VERSIONED"]
+__all__ = [
+    "EXTEND",
+    "GET",
+    "GET_VERSIONED",
+    "INDEX",
+    "LOCK",
+    "PUT",
+    "RELEASE",
+    "SET_VERSIONED",
+    "UNLOCK",
+]
 
-# Delete the claim if *token* holds it, and publish on *channel* to wake its waiters.
+# Delete the claim if *token* holds it, and publish on *channel* to wake its waiters; return
+# whether it did.
 _RELEASE_FUNCTION: Final = """
 local function release(claim, token, publish, channel)
   if redis.call('GET', claim) == token then
     redis.call('DEL', claim)
     redis.call(publish, channel, '1')
+    return true
   end
+  return false
 end
 """
 
@@ -135,4 +148,52 @@ if version == expected + 1 and record[3] == ARGV[4] then
   return {1, version, false, time[1], time[2]}
 end
 return {0, version, record[2], time[1], time[2]}
+"""
+
+LOCK: Final = """
+-- KEYS: the lock (the claim key), its fencing token, the fencing counter
+-- ARGV: owner, ttl ms
+-- Returns {token or false, PTTL}: the token taken (or held already by this owner), else false
+-- and the holder's PTTL. A counter that is missing (new, or lost in a restart without
+-- persistence) starts from the server's time in microseconds, above any token handed out
+-- before unless more than a million were handed out per second since that one started.
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  return {tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('PTTL', KEYS[1])}
+end
+if holder then
+  return {false, redis.call('PTTL', KEYS[1])}
+end
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  local time = redis.call('TIME')
+  redis.call('SET', KEYS[3], time[1] .. string.format('%06d', tonumber(time[2])))
+end
+local token = redis.call('INCR', KEYS[3])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[2], token, 'PX', ARGV[2])
+return {token, tonumber(ARGV[2])}
+"""
+
+UNLOCK: Final = (
+    _RELEASE_FUNCTION
+    + """
+-- KEYS: the lock (the claim key), its fencing token. ARGV: owner, publish command, channel
+-- Returns 1 if the owner held the lock (now released), else 0.
+if release(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
+"""
+)
+
+EXTEND: Final = """
+-- KEYS: the lock (the claim key), its fencing token. ARGV: owner, ttl ms
+-- Returns 1 if the owner held the lock (now lasting ttl ms more), else 0.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["Claim", "Fetched", "Versioned"]
+__all__ = ["Claim", "Fetched", "Locked", "Versioned"]
 
 
 class Claim(NamedTuple):
@@ -59,3 +59,16 @@ class Versioned(NamedTuple):
     version: int
     time: float
     stored: bool = False
+
+
+class Locked(NamedTuple):
+    """What an attempt to take a lock found.
+
+    Attributes:
+        token: The fencing token of the lease taken (an integer greater than every token
+            handed out for the key before), or ``None`` when another owner holds the lock.
+        ttl: Seconds the lease has left: this caller's when taken, the holder's otherwise.
+    """
+
+    token: int | None
+    ttl: float

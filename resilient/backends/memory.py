@@ -28,7 +28,7 @@ import attrs
 
 from .. import _config
 from .._signal import Signal
-from ._types import MISS, Claim, Fetched, Versioned
+from ._types import MISS, Claim, Fetched, Locked, Versioned
 
 __all__ = ["LruStore", "MemoryBackend"]
 
@@ -47,7 +47,7 @@ class LruStore:
     clock's monotonic scale. Keys are any hashable values.
     """
 
-    __slots__ = ("_claims", "_index_limit", "_indexes", "_lock", "data", "maxsize")
+    __slots__ = ("_claims", "_fences", "_index_limit", "_indexes", "_lock", "data", "maxsize")
 
     def __init__(self, maxsize: int) -> None:
         if isinstance(maxsize, bool) or maxsize < 1:
@@ -56,6 +56,7 @@ class LruStore:
         self.data: OrderedDict[Hashable, tuple[object, float]] = OrderedDict()
         self._lock = Lock()
         self._claims: dict[Hashable, _Held] = {}
+        self._fences: dict[Hashable, int] = {}  # the last fencing token of each lock
         self._indexes: dict[str, dict[Hashable, float]] = {}
         self._index_limit = 4 * maxsize
 
@@ -117,6 +118,38 @@ class LruStore:
         """Drop the claim *token* holds on *key*, if it does, and wake its waiters."""
         with self._lock:
             self._release(key, token)
+
+    def lock(self, key: Hashable, owner: str, ttl: float, now: float) -> Locked:
+        """Take the claim of *key* as a lock for *owner*, with a fencing token."""
+        with self._lock:
+            held = self._claims.get(key)
+            if held is not None and held.expires_at > now:
+                if held.token == owner:
+                    return Locked(self._fences[key], held.expires_at - now)
+                return Locked(None, held.expires_at - now)
+            if held is not None:
+                held.released.fire()
+            token = self._fences.get(key, 0) + 1
+            self._fences[key] = token
+            self._claims[key] = _Held(owner, now + ttl)
+            return Locked(token, ttl)
+
+    def extend(self, key: Hashable, owner: str, ttl: float, now: float) -> bool:
+        """Make *owner*'s live claim on *key* last *ttl* more seconds."""
+        with self._lock:
+            held = self._claims.get(key)
+            if held is None or held.token != owner or held.expires_at <= now:
+                return False
+            held.expires_at = now + ttl
+            return True
+
+    def unlock(self, key: Hashable, owner: str, now: float) -> bool:
+        """Release *owner*'s live claim on *key*; say whether it held one."""
+        with self._lock:
+            held = self._claims.get(key)
+            live = held is not None and held.token == owner and held.expires_at > now
+            self._release(key, owner)
+            return live
 
     def held(self, key: Hashable, now: float) -> tuple[Signal, float] | None:
         """Return the live claim on *key*: the signal its release fires, and its seconds left."""
@@ -237,6 +270,18 @@ class MemoryBackend:
                 return current._replace(stored=True)  # this very write, sent twice
             return current
 
+    def lock(self, key: str, owner: str, ttl: float) -> Locked:
+        """Take the lock *key* for *owner* (see :class:`resilient.typing.Backend`)."""
+        return self._store.lock(key, owner, ttl, _config.DEFAULTS.clock.monotonic())
+
+    def unlock(self, key: str, owner: str) -> bool:
+        """Release *owner*'s lock on *key* and wake its waiters."""
+        return self._store.unlock(key, owner, _config.DEFAULTS.clock.monotonic())
+
+    def extend(self, key: str, owner: str, ttl: float) -> bool:
+        """Make *owner*'s lock on *key* last *ttl* seconds from now."""
+        return self._store.extend(key, owner, ttl, _config.DEFAULTS.clock.monotonic())
+
     def _read_versioned(self, key: str, now: float) -> tuple[Versioned, str | None]:
         """Return what is stored at *key*, and the writer that stored it."""
         record = self._versioned.get(key, None, now).value
@@ -320,6 +365,18 @@ class MemoryBackend:
     async def apurge(self, indexes: Sequence[str]) -> int:
         """Delete every value under *indexes* (see :meth:`purge`)."""
         return self.purge(indexes)
+
+    async def alock(self, key: str, owner: str, ttl: float) -> Locked:
+        """Take a lock (see :meth:`lock`)."""
+        return self.lock(key, owner, ttl)
+
+    async def aunlock(self, key: str, owner: str) -> bool:
+        """Release a lock (see :meth:`unlock`)."""
+        return self.unlock(key, owner)
+
+    async def aextend(self, key: str, owner: str, ttl: float) -> bool:
+        """Extend a lock (see :meth:`extend`)."""
+        return self.extend(key, owner, ttl)
 
     async def aget_versioned(self, key: str) -> Versioned:
         """Read a versioned value (see :meth:`get_versioned`)."""

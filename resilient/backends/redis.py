@@ -55,7 +55,7 @@ from ..exceptions import CodecError
 from ..typing import Subscription
 from . import _lua
 from ._pubsub import Hub
-from ._types import MISS, Claim, Fetched, Versioned
+from ._types import MISS, Claim, Fetched, Locked, Versioned
 from .codec import Codec
 
 __all__ = ["RedisBackend"]
@@ -120,6 +120,11 @@ _INDEX: Final = _Script(_lua.INDEX)
 _RELEASE: Final = _Script(_lua.RELEASE)
 _GET_VERSIONED: Final = _Script(_lua.GET_VERSIONED)
 _SET_VERSIONED: Final = _Script(_lua.SET_VERSIONED)
+_LOCK: Final = _Script(_lua.LOCK)
+_UNLOCK: Final = _Script(_lua.UNLOCK)
+_EXTEND: Final = _Script(_lua.EXTEND)
+_FENCING: Final = ":token"
+_FENCE: Final = ":fence"
 
 
 def _milliseconds(seconds: float, what: str) -> int:
@@ -831,6 +836,48 @@ class RedisBackend:
             return Versioned(value, int(now), time_now, stored=True)
         current = None if data is None else self._decode(key, data)
         return Versioned(current, int(now), time_now)
+
+    def lock(self, key: str, owner: str, ttl: float) -> Locked:
+        """Take the lock *key* for *owner* with a fencing token (one command).
+
+        See :meth:`resilient.typing.Backend.lock`.
+        """
+        return run_sync(self._lock_steps(self._sync(), key, owner, ttl))
+
+    async def alock(self, key: str, owner: str, ttl: float) -> Locked:
+        """Take a lock (see :meth:`lock`)."""
+        return await run_async(self._lock_steps(await self._async(), key, owner, ttl))
+
+    def _lock_steps(self, client: Any, key: str, owner: str, ttl: float) -> _Steps[Locked]:
+        keys = (key + _CLAIM, key + _FENCING, key + _FENCE)
+        args = (owner, _milliseconds(ttl, "ttl"))
+        token, pttl = yield from _LOCK.steps(client, keys, args)
+        return Locked(None if token is None else int(token), max(0, int(pttl)) / 1000)
+
+    def unlock(self, key: str, owner: str) -> bool:
+        """Release *owner*'s lock on *key* and wake its waiters (one command)."""
+        return run_sync(self._unlock_steps(self._sync(), key, owner))
+
+    async def aunlock(self, key: str, owner: str) -> bool:
+        """Release a lock (see :meth:`unlock`)."""
+        return await run_async(self._unlock_steps(await self._async(), key, owner))
+
+    def _unlock_steps(self, client: Any, key: str, owner: str) -> _Steps[bool]:
+        args = (owner, self._publish, key + _RELEASED)
+        return bool((yield from _UNLOCK.steps(client, (key + _CLAIM, key + _FENCING), args)))
+
+    def extend(self, key: str, owner: str, ttl: float) -> bool:
+        """Make *owner*'s lock on *key* last *ttl* seconds from now (one command)."""
+        return run_sync(self._extend_steps(self._sync(), key, owner, ttl))
+
+    async def aextend(self, key: str, owner: str, ttl: float) -> bool:
+        """Extend a lock (see :meth:`extend`)."""
+        return await run_async(self._extend_steps(await self._async(), key, owner, ttl))
+
+    def _extend_steps(self, client: Any, key: str, owner: str, ttl: float) -> _Steps[bool]:
+        args = (owner, _milliseconds(ttl, "ttl"))
+        keys = (key + _CLAIM, key + _FENCING)
+        return bool((yield from _EXTEND.steps(client, keys, args)))
 
     def publish(self, channel: str, message: str) -> None:
         """Send *message* to every subscriber of *channel*, in every process (one command).

@@ -41,7 +41,7 @@ from typing import Any, ClassVar, Final
 
 import pytest
 
-from ..backends._types import Claim, Fetched, Versioned
+from ..backends._types import Claim, Fetched, Locked, Versioned
 
 __all__ = ["BackendContract", "BroadcasterContract"]
 
@@ -54,6 +54,9 @@ _ASYNC_NAMES: Final = {
     "purge": "apurge",
     "get_versioned": "aget_versioned",
     "set_versioned": "aset_versioned",
+    "lock": "alock",
+    "unlock": "aunlock",
+    "extend": "aextend",
 }
 # Short real TTLs keep the suite quick; the sleeps past them leave room for coarse expiry.
 _SHORT_TTL: Final = 0.3
@@ -168,6 +171,21 @@ class _Primitives:
         written = self._call("set_versioned", key, value, version=version, ttl=ttl, writer=writer)
         assert isinstance(written, Versioned), f"{self.mode} set_versioned returned {written!r}"
         return written
+
+    def lock(self, key: str, owner: str, ttl: float) -> Locked:
+        locked = self._call("lock", key, owner, ttl)
+        assert isinstance(locked, Locked), f"{self.mode} lock returned {locked!r}"
+        return locked
+
+    def unlock(self, key: str, owner: str) -> bool:
+        released = self._call("unlock", key, owner)
+        assert type(released) is bool, f"{self.mode} unlock returned {released!r}"
+        return released
+
+    def extend(self, key: str, owner: str, ttl: float) -> bool:
+        extended = self._call("extend", key, owner, ttl)
+        assert type(extended) is bool, f"{self.mode} extend returned {extended!r}"
+        return extended
 
     def soon(self, delay: float, name: str, *args: object, **kwargs: object) -> Callable[[], None]:
         """Call primitive *name* after *delay* seconds, concurrently; return a join function.
@@ -529,6 +547,78 @@ class BackendContract:
         _pause(0.05)
         second = primitives.set_versioned(key, 1, version=0, ttl=_LONG_TTL, writer=self.token())
         assert 0.03 <= second.time - first < _HANG
+
+    # locks ------------------------------------------------------------------------------------
+
+    def test_a_free_lock_is_taken_and_taking_it_again_finds_the_same_token(
+        self, primitives: _Primitives
+    ) -> None:
+        """The first owner gets a token; the same request again is told it holds that token."""
+        key, owner = self.key("lock"), self.token()
+        first = primitives.lock(key, owner, _LONG_TTL)
+        assert first.token is not None
+        assert 0 < first.ttl <= _LONG_TTL
+        again = primitives.lock(key, owner, _LONG_TTL)
+        assert again.token == first.token
+
+    def test_a_held_lock_refuses_another_owner_with_the_time_it_has_left(
+        self, primitives: _Primitives
+    ) -> None:
+        """Another owner gets no token, and learns how long the holder's lease has left."""
+        key = self.key("lock")
+        primitives.lock(key, self.token(), 5.0)
+        refused = primitives.lock(key, self.token(), _LONG_TTL)
+        assert refused.token is None
+        assert 0 < refused.ttl <= 5.0
+
+    def test_fencing_tokens_increase_with_every_holder(self, primitives: _Primitives) -> None:
+        """Each lease taken gets a token greater than every one before it."""
+        key = self.key("lock")
+        tokens = []
+        for _ in range(5):
+            owner = self.token()
+            locked = primitives.lock(key, owner, _LONG_TTL)
+            assert locked.token is not None
+            tokens.append(locked.token)
+            assert primitives.unlock(key, owner)
+        assert tokens == sorted(set(tokens))
+
+    def test_only_the_owner_releases_or_extends_a_lock(self, primitives: _Primitives) -> None:
+        """Another owner's unlock and extend do nothing; the holder's work."""
+        key, owner, other = self.key("lock"), self.token(), self.token()
+        primitives.lock(key, owner, _SHORT_TTL)
+        assert not primitives.unlock(key, other)
+        assert not primitives.extend(key, other, _LONG_TTL)
+        assert primitives.lock(key, other, _LONG_TTL).token is None
+        assert primitives.extend(key, owner, _LONG_TTL)
+        _pause(_PAST_SHORT_TTL)
+        assert primitives.lock(key, other, _LONG_TTL).token is None  # extended: still held
+        assert primitives.unlock(key, owner)
+        assert not primitives.unlock(key, owner)
+        assert primitives.lock(key, other, _LONG_TTL).token is not None
+
+    def test_an_expired_lease_cannot_be_extended_and_goes_to_the_next_owner(
+        self, primitives: _Primitives
+    ) -> None:
+        """After its ttl a lease is gone: extending fails, and the next owner's token is greater."""
+        key, owner, other = self.key("lock"), self.token(), self.token()
+        first = primitives.lock(key, owner, _SHORT_TTL)
+        _pause(_PAST_SHORT_TTL)
+        assert not primitives.extend(key, owner, _LONG_TTL)
+        second = primitives.lock(key, other, _LONG_TTL)
+        assert second.token is not None
+        assert first.token is not None
+        assert second.token > first.token
+        assert not primitives.unlock(key, owner)
+
+    def test_a_waiter_is_woken_when_the_lock_is_released(self, primitives: _Primitives) -> None:
+        """wait_released on a held lock returns soon after its owner unlocks it."""
+        key, owner = self.key("lock"), self.token()
+        primitives.lock(key, owner, _LONG_TTL)
+        join = primitives.soon(0.2, "unlock", key, owner)
+        waited = primitives.wait_released(key, 5.0)
+        join()
+        assert 0.1 <= waited < 2.0
 
     def test_a_versioned_value_expires_after_its_ttl(self, primitives: _Primitives) -> None:
         """After its ttl a versioned key reads as nothing stored, and version 0 writes again."""

@@ -449,6 +449,15 @@ class NotMemory:
     def set_versioned(self, key: str, value: object, **options: Any) -> Any:
         return self._memory.set_versioned(key, value, **options)
 
+    def lock(self, key: str, owner: str, ttl: float) -> Any:
+        return self._memory.lock(key, owner, ttl)
+
+    def unlock(self, key: str, owner: str) -> bool:
+        return self._memory.unlock(key, owner)
+
+    def extend(self, key: str, owner: str, ttl: float) -> bool:
+        return self._memory.extend(key, owner, ttl)
+
 
 FORK_SCRIPT = """
 import json, os, sys, time
