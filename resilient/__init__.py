@@ -1,4 +1,4 @@
-"""Resilience for Python service calls: retries, circuit breakers, caches and single flight.
+"""Resilience for Python service calls: retries, breakers, caches, single flight and locks.
 
 Every decorator works on sync and async functions and methods and reports each decision to
 the observers configured with :func:`configure`.
@@ -21,6 +21,7 @@ from ._config import configure, reset_defaults
 from ._core.breaker import BreakerPolicy, BreakerState, BreakerStats
 from ._core.dedupe import DedupePolicy
 from ._dedupe import deduped
+from ._lock import Lease, Lock, LockPolicy, lock
 from ._retry import Attempt, RetryBudget, Retrying, RetryPolicy, retry, retrying
 
 __all__ = [
@@ -44,6 +45,11 @@ __all__ = [
     # single flight
     "deduped",
     "DedupePolicy",
+    # locks
+    "lock",
+    "Lock",
+    "LockPolicy",
+    "Lease",
     # caching
     "cached",
     "CachePolicy",

@@ -33,6 +33,10 @@ __all__ = [
     "DedupeBypassed",
     "DedupeJoined",
     "DedupeLed",
+    "LockAcquired",
+    "LockContended",
+    "LockLost",
+    "LockReleased",
     "Event",
     "RetriesExhausted",
     "RetryScheduled",
@@ -299,6 +303,59 @@ class DedupeBypassed(Event):
 
 
 @attrs.frozen(kw_only=True)
+class LockAcquired(Event):
+    """A lock was taken.
+
+    Attributes:
+        waited: Seconds from asking for it until it was taken.
+    """
+
+    kind: ClassVar[str] = "lock.acquired"
+    severity: ClassVar[str] = "debug"
+    duration_fields: ClassVar[tuple[str, ...]] = ("waited",)
+
+    waited: float
+
+
+@attrs.frozen(kw_only=True)
+class LockContended(Event):
+    """A lock asked for was held by someone else: the caller waits (or gives up at once)."""
+
+    kind: ClassVar[str] = "lock.contended"
+    severity: ClassVar[str] = "debug"
+
+
+@attrs.frozen(kw_only=True)
+class LockReleased(Event):
+    """A lock was released by its holder.
+
+    Attributes:
+        held: Seconds it was held.
+    """
+
+    kind: ClassVar[str] = "lock.released"
+    severity: ClassVar[str] = "debug"
+    duration_fields: ClassVar[tuple[str, ...]] = ("held",)
+
+    held: float
+
+
+@attrs.frozen(kw_only=True)
+class LockLost(Event):
+    """A holder found its lease gone when releasing it: it ran out while the work went on.
+
+    Attributes:
+        held: Seconds from taking the lease until it was found gone.
+    """
+
+    kind: ClassVar[str] = "lock.lost"
+    severity: ClassVar[str] = "error"
+    duration_fields: ClassVar[tuple[str, ...]] = ("held",)
+
+    held: float
+
+
+@attrs.frozen(kw_only=True)
 class BackendFailed(Event):
     """A backend operation failed; the capability carried on as its failure policy says.
 
@@ -360,6 +417,10 @@ def all_event_types() -> tuple[type[Event], ...]:
         DedupeLed,
         DedupeJoined,
         DedupeBypassed,
+        LockAcquired,
+        LockContended,
+        LockReleased,
+        LockLost,
         BackendFailed,
         StoredValueRejected,
     )

@@ -16,6 +16,8 @@ __all__ = [
     "BackendUnavailableError",
     "CircuitOpenError",
     "CodecError",
+    "LockLostError",
+    "LockNotAcquiredError",
     "ResilientError",
     "UncacheableArgumentError",
 ]
@@ -85,6 +87,42 @@ class CodecError(ResilientError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class LockNotAcquiredError(ResilientError):
+    """A lock stayed held by someone else for the whole ``timeout``.
+
+    Attributes:
+        name: The lock's name.
+        timeout: The seconds waited (``0.0`` for a single try).
+    """
+
+    def __init__(self, name: str, timeout: float | None) -> None:
+        waited = "at once" if not timeout else f"within {timeout:g} s"
+        super().__init__(f"lock {name!r} is held by someone else and was not free {waited}")
+        self.name = name
+        self.timeout = timeout
+
+
+class LockLostError(ResilientError):
+    """A lease ran out while it was held: someone else may have held the lock meanwhile.
+
+    Raised when leaving the lock's block; the work done under the lease may have overlapped
+    another holder's, which is what fencing tokens are for.
+
+    Attributes:
+        name: The lock's name.
+        token: The fencing token of the lease that was lost.
+    """
+
+    def __init__(self, name: str, token: int) -> None:
+        super().__init__(
+            f"lock {name!r} was lost while held (fencing token {token}): its lease ran out "
+            "before it was released; use a longer ttl, and check fencing tokens where the work "
+            "lands"
+        )
+        self.name = name
+        self.token = token
 
 
 class UncacheableArgumentError(ResilientError, TypeError):

@@ -42,6 +42,11 @@ PUBLIC_NAMES = [
     # single flight
     "deduped",
     "DedupePolicy",
+    # locks
+    "lock",
+    "Lock",
+    "LockPolicy",
+    "Lease",
     # caching
     "cached",
     "CachePolicy",

@@ -1,0 +1,342 @@
+# `lock()`: a lease on a name, with a fencing token, on the configured or a given backend.
+#
+# Rules:
+# - A lease is taken with one `lock` primitive (one round trip on Redis) under a fresh owner id
+#   of 128 random bits, and given back with one token-checked `unlock`. A holder whose lease
+#   expired can never release or extend someone else's.
+# - An outcome that may be ambiguous (the command may have run, but its reply was lost) is
+#   resolved by ownership, never assumed: redis-py sends a command again after a connection
+#   error, and `lock` answers a request it already granted with the token it holds; an attempt
+#   that still fails, or that is cancelled, releases whatever it may hold before the error
+#   propagates, and the lease's TTL bounds it in any case.
+# - Waiting for a held lock never polls: `wait_released` wakes when the holder releases it or
+#   its lease runs out, bounded by what is left of `timeout`.
+# - Each acquisition and release is written once, as a procedure of backend effects performed
+#   by `run_sync` or `run_async`. A `with` block keeps its lease in a context variable, so one
+#   `Lock` serves blocks in many threads and tasks at once.
+# - Locks fail closed: a backend error is a BackendUnavailableError, never a lease.
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import hashlib
+import math
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack
+
+import attrs
+
+from ._config import DEFAULTS
+from ._core.seconds import Seconds, non_negative_seconds, positive_seconds
+from ._decorate import Call, Decorator, Target
+from ._drive import Op, Procedure, emit, run_async, run_sync
+from .backends._types import Locked
+from .events import LockAcquired, LockContended, LockLost, LockReleased
+from .exceptions import BackendUnavailableError, LockLostError, LockNotAcquiredError
+
+__all__ = ["Lease", "Lock", "LockOptions", "LockPolicy", "lock"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _ttl(value: Seconds) -> float:
+    return positive_seconds("ttl", value)
+
+
+def _timeout(value: Seconds | None) -> float | None:
+    return None if value is None else non_negative_seconds("timeout", value)
+
+
+def _check_backend(instance: object, attribute: object, value: object) -> None:
+    missing = [name for name in ("lock", "unlock", "wait_released") if not hasattr(value, name)]
+    if value is not None and missing:
+        raise TypeError(
+            f"backend={value!r} is not a backend: it lacks {', '.join(missing)}; use "
+            "resilient.backends.RedisBackend.from_url(url), or a MemoryBackend"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class LockPolicy:
+    """How a lock is taken. Every field is also a keyword argument of :func:`lock`.
+
+    Attributes:
+        ttl: Seconds (or a ``timedelta``) a lease lasts unless released first: the longest a
+            crashed holder keeps others out. A holder still working after it loses the lock;
+            check its fencing token where the work lands.
+        timeout: The most seconds to wait for the lock; ``0`` tries once; ``None`` waits as
+            long as it takes.
+        backend: Where the lock lives; by default the configured backend (Redis for a lock
+            shared by processes, memory for one of this process).
+    """
+
+    ttl: float = attrs.field(default=30.0, converter=_ttl)
+    timeout: float | None = attrs.field(default=None, converter=_timeout)
+    backend: object = attrs.field(default=None, validator=_check_backend)
+
+
+class LockOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`lock`: the fields of :class:`LockPolicy`."""
+
+    ttl: float | timedelta
+    timeout: float | timedelta | None
+    backend: object
+
+
+_FIELDS = frozenset(LockOptions.__optional_keys__)
+
+
+@attrs.define(slots=True)
+class Lease:
+    """A lock held: its fencing token, and whether it was found lost.
+
+    Attributes:
+        name: The lock's name.
+        token: The fencing token: greater than every token handed out for this name before.
+            Pass it along with the work the lock protects, and have the resource refuse a
+            write carrying a token lower than the last one it accepted.
+        ttl: Seconds the lease lasts from when it was taken, unless released first.
+        lost: Whether the lease was found gone (it ran out, and perhaps someone else holds
+            the lock) when it was released.
+    """
+
+    name: str
+    token: int
+    ttl: float
+    owner: str = attrs.field(repr=False)
+    taken_at: float = attrs.field(repr=False)
+    lost: bool = False
+
+
+_held: contextvars.ContextVar[tuple[tuple[Lock, Lease], ...]] = contextvars.ContextVar(
+    "resilient_lock_leases", default=()
+)
+
+
+class Lock:
+    """A named lock: a ``with`` / ``async with`` block yielding a :class:`Lease`, or a decorator.
+
+    Made by :func:`lock`. One object serves any number of threads and tasks; each block takes a
+    lease of its own.
+
+    Attributes:
+        name: The lock's name.
+        policy: Its :class:`LockPolicy`.
+    """
+
+    __slots__ = ("_stem", "name", "policy")
+
+    def __init__(self, name: str, policy: LockPolicy) -> None:
+        self.name = name
+        self.policy = policy
+        digest = hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
+        self._stem = f":lock:{{{digest}}}"
+
+    def __repr__(self) -> str:
+        return f"<Lock {self.name!r} ttl={self.policy.ttl!r}>"
+
+    def _backend(self) -> Any:
+        return self.policy.backend or DEFAULTS.backend
+
+    def _key(self) -> str:
+        return DEFAULTS.namespace + self._stem
+
+    # blocks ----------------------------------------------------------------------------------
+
+    def __enter__(self) -> Lease:
+        """Wait for the lock and take it; raise LockNotAcquiredError after ``timeout``."""
+        lease: Lease = run_sync(self._acquiring(), self._backend())
+        _held.set((*_held.get(), (self, lease)))
+        return lease
+
+    async def __aenter__(self) -> Lease:
+        """Wait for the lock and take it, from async code (see :meth:`__enter__`)."""
+        lease: Lease = await run_async(self._acquiring(), self._backend())
+        _held.set((*_held.get(), (self, lease)))
+        return lease
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Release the lease; raise LockLostError if it was found lost and nothing else is."""
+        lease = self._left()
+        run_sync(self._releasing(lease), self._backend())
+        self._check(lease, exc)
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Release the lease (see :meth:`__exit__`); a cancelled release still releases."""
+        lease = self._left()
+        await asyncio.shield(run_async(self._releasing(lease), self._backend()))
+        self._check(lease, exc)
+
+    def _left(self) -> Lease:
+        held = _held.get()
+        for position in range(len(held) - 1, -1, -1):
+            if held[position][0] is self:
+                _held.set(held[:position] + held[position + 1 :])
+                return held[position][1]
+        raise RuntimeError(
+            f"{self!r} was left in a context it was not entered in: enter and leave a lock's "
+            "block in the same thread or task"
+        )
+
+    def _check(self, lease: Lease, exc: BaseException | None) -> None:
+        if not lease.lost:
+            return
+        lost = LockLostError(self.name, lease.token)
+        if exc is None:
+            raise lost
+        exc.add_note(str(lost))
+
+    # decorating ------------------------------------------------------------------------------
+
+    def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
+        """Run every call of *function* (sync or async) under this lock."""
+        return Decorator(_LockLayer(self), "lock")(function)
+
+    # procedures ------------------------------------------------------------------------------
+
+    def _acquiring(self) -> Procedure:
+        key, ttl, owner = self._key(), self.policy.ttl, secrets.token_hex(16)
+        clock = DEFAULTS.clock
+        start = clock.monotonic()
+        timeout = self.policy.timeout
+        deadline = math.inf if timeout is None else start + timeout
+        contended = False
+        while True:
+            try:
+                locked: Locked = yield Op("lock", (key, owner, ttl), {})
+            except BaseException as error:
+                # the lock may have been taken before the reply was lost: give it back
+                yield from self._let_go(key, owner)
+                if isinstance(error, Exception):
+                    raise self._unavailable("lock", error) from error
+                raise
+            now = clock.monotonic()
+            if locked.token is not None:
+                if DEFAULTS.observers:
+                    emit(DEFAULTS, LockAcquired(policy=self.name, time=now, waited=now - start))
+                return Lease(self.name, locked.token, ttl, owner, now)
+            if not contended and DEFAULTS.observers:
+                emit(DEFAULTS, LockContended(policy=self.name, time=now))
+            contended = True
+            left = deadline - now
+            if left <= 0:
+                raise LockNotAcquiredError(self.name, timeout)
+            try:
+                yield Op("wait_released", (key, min(left, max(locked.ttl, 0.001))), {})
+            except Exception as error:
+                raise self._unavailable("wait_released", error) from error
+
+    def _let_go(self, key: str, owner: str) -> Procedure:
+        # best effort: when the backend fails again, the lease's TTL bounds the rest
+        with contextlib.suppress(Exception):
+            yield Op("unlock", (key, owner), {})
+
+    def _releasing(self, lease: Lease) -> Procedure:
+        try:
+            released = yield Op("unlock", (self._key(), lease.owner), {})
+        except Exception as error:
+            raise self._unavailable("unlock", error) from error
+        now = DEFAULTS.clock.monotonic()
+        lease.lost = not released
+        if DEFAULTS.observers:
+            held = now - lease.taken_at
+            event = (
+                LockLost(policy=self.name, time=now, held=held)
+                if lease.lost
+                else LockReleased(policy=self.name, time=now, held=held)
+            )
+            emit(DEFAULTS, event)
+
+    def _unavailable(self, operation: str, error: Exception) -> BackendUnavailableError:
+        backend = self._backend()
+        name = str(getattr(backend, "name", type(backend).__name__))
+        return BackendUnavailableError(
+            f"lock {self.name!r}: the backend failed to {operation}: {error!r}",
+            backend=name,
+            operation=operation,
+        )
+
+
+class _Locked:
+    """A lock as applied to one decorated function: its sync and async call steps."""
+
+    __slots__ = ("inner", "lock")
+
+    def __init__(self, lock: Lock, inner: Call) -> None:
+        self.lock = lock
+        self.inner = inner
+
+    def call_sync(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        with self.lock:
+            return self.inner(wrapped, instance, args, kwargs)
+
+    async def call_async(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        async with self.lock:
+            return await self.inner(wrapped, instance, args, kwargs)
+
+
+@attrs.frozen
+class _LockLayer:
+    lock: Lock
+
+    def build(self, inner: Call, target: Target) -> Call:
+        locked = _Locked(self.lock, inner)
+        return locked.call_async if target.is_async else locked.call_sync
+
+
+def lock(name: str, policy: LockPolicy | None = None, /, **options: Unpack[LockOptions]) -> Lock:
+    """Return the lock named *name*: a lease on it per ``with`` block, or per decorated call.
+
+    On a Redis backend the lock is shared by every process using the name; on the default
+    MemoryBackend, by the threads and tasks of this process. Each lease carries a fencing
+    token, greater than every one handed out for the name before.
+
+    Raises:
+        TypeError: For a name that is not a short printable string, an unknown keyword, or a
+            backend without the lock primitives.
+        ValueError: For a ``ttl`` that is not positive or a negative ``timeout``.
+
+    Example:
+        >>> from resilient import lock
+        >>> with lock("nightly-report", ttl=60, timeout=0) as lease:
+        ...     lease.token > 0
+        True
+    """
+    given: object = name  # typed for callers; checked as whatever arrived
+    if not isinstance(given, str) or not name or len(name) > 200 or not name.isprintable():
+        raise TypeError(
+            "lock() takes a name first: a printable string of 1 to 200 characters, e.g. "
+            f"lock('sheets-sync'), not {name!r}"
+        )
+    unknown = sorted(set(options) - _FIELDS)
+    if unknown:
+        raise TypeError(
+            f"lock() got unknown keyword {', '.join(map(repr, unknown))}; the settings are: "
+            f"{', '.join(field.name for field in attrs.fields(LockPolicy))}"
+        )
+    if policy is None:
+        resolved = LockPolicy(**options)
+    elif isinstance(policy, LockPolicy):
+        resolved = attrs.evolve(policy, **options) if options else policy
+    else:
+        raise TypeError(f"lock() takes a name, then a LockPolicy or keywords, not {policy!r}")
+    return Lock(name, resolved)
