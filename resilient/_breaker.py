@@ -43,7 +43,7 @@ from ._core.breaker import (
     Transition,
 )
 from ._core.window import FAILURE, SLOW
-from ._decorate import Call, Decorator, Target, call_function
+from ._decorate import Call, Decorator, Target, call_function, resolve_policy
 from ._drive import emit, run_async, run_sync
 from .events import (
     BreakerClosed,
@@ -99,9 +99,6 @@ class BreakerOptions(TypedDict, total=False):
     backend: Backend | None
     sync_interval: float | timedelta
     fallback: Callable[..., Any] | None
-
-
-_FIELDS = frozenset(BreakerOptions.__optional_keys__)
 
 
 class Breaker:
@@ -555,22 +552,10 @@ def breaker(
         <BreakerState.CLOSED: 'closed'>
     """
     _check_name(name)
-    unknown = sorted(set(options) - _FIELDS)
-    if unknown:
-        raise TypeError(
-            f"breaker() got unknown keyword {', '.join(map(repr, unknown))}; the settings are: "
-            f"{', '.join(field.name for field in attrs.fields(BreakerPolicy))}"
-        )
-    resolved: BreakerPolicy | None
-    if policy is None:
-        resolved = BreakerPolicy(**options) if options else None
-    elif isinstance(policy, BreakerPolicy):
-        resolved = attrs.evolve(policy, **options) if options else policy
-    else:
-        raise TypeError(
-            f"breaker() takes a name, then a BreakerPolicy or keyword arguments, not {policy!r}: "
-            'write breaker("payments-api", failure_rate=0.5)'
-        )
+    resolved = None
+    if policy is not None or options:
+        example = 'breaker("payments-api", failure_rate=0.5)'
+        resolved = resolve_policy("breaker", BreakerPolicy, policy, options, example)
     return _REGISTRY.get(name, resolved)
 
 

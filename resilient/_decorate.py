@@ -28,16 +28,26 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 import attrs
 import wrapt
 
-__all__ = ["Call", "Decorator", "Layer", "Target", "Wrapper", "call_function", "layers_of"]
+__all__ = [
+    "Call",
+    "Decorator",
+    "Layer",
+    "Target",
+    "Wrapper",
+    "call_function",
+    "layers_of",
+    "resolve_policy",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+_Policy = TypeVar("_Policy")
 
 Call = Callable[[Callable[..., Any], Any, tuple[Any, ...], dict[str, Any]], Any]
 
@@ -152,3 +162,28 @@ class Decorator:
         if wrapper_type is Wrapper and not target.is_async and inspect.isfunction(function):
             return cast("Callable[P, R]", _plain_wrapper(function, layers, call))
         return cast("Callable[P, R]", wrapper_type(function, layers, call, tuple(steps)))
+
+
+def resolve_policy(
+    caller: str, cls: type[_Policy], policy: object, given: Mapping[str, object], example: str
+) -> _Policy:
+    """Return the policy a decorator was given: *policy*, its fields as *options*, or both.
+
+    Raises TypeError for a keyword that is not a field of *cls*, and for a *policy* that is
+    not a *cls*, showing *example* as what to write instead.
+    """
+    options: dict[str, Any] = dict(given)
+    fields = [field.alias for field in attrs.fields(cls) if field.init]  # type: ignore[arg-type]  # an attrs class
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise TypeError(
+            f"{caller}() got unknown keyword {', '.join(map(repr, unknown))}; the settings are: "
+            f"{', '.join(fields)}"
+        )
+    if policy is None:
+        return cls(**options)
+    if isinstance(policy, cls):
+        return attrs.evolve(policy, **options) if options else policy  # type: ignore[misc]  # an attrs instance
+    raise TypeError(
+        f"{caller}() takes a {cls.__name__} or keyword arguments, not {policy!r}: write {example}"
+    )

@@ -21,7 +21,7 @@ import attrs
 
 from ._config import DEFAULTS
 from ._core.dedupe import DedupePolicy
-from ._decorate import Call, Decorator, Target
+from ._decorate import Call, Decorator, Target, resolve_policy
 from ._drive import CALL, Join, Procedure, emit, run_async, run_sync
 from ._flight import Flights
 from ._keys import CallKeys
@@ -39,9 +39,6 @@ class DedupeOptions(TypedDict, total=False):
     key: str | Callable[..., object] | None
     max_flights: int
     name: str | None
-
-
-_FIELDS = frozenset(DedupeOptions.__optional_keys__)
 
 
 class _Deduping:
@@ -141,19 +138,7 @@ def deduped(policy: DedupePolicy | None = None, /, **options: Unpack[DedupeOptio
         >>> rates("USD")
         {'USD': 1.08}
     """
-    unknown = sorted(set(options) - _FIELDS)
-    if unknown:
-        raise TypeError(
-            f"deduped() got unknown keyword {', '.join(map(repr, unknown))}; the settings are: "
-            f"{', '.join(field.name for field in attrs.fields(DedupePolicy))}"
-        )
-    if policy is None:
-        resolved = DedupePolicy(**options)
-    elif isinstance(policy, DedupePolicy):
-        resolved = attrs.evolve(policy, **options) if options else policy
-    else:
-        raise TypeError(
-            f"deduped() takes a DedupePolicy or keyword arguments, not {policy!r}: write "
-            "@deduped() or @deduped(key='{currency}')"
-        )
+    resolved = resolve_policy(
+        "deduped", DedupePolicy, policy, options, "@deduped(key='{currency}')"
+    )
     return Decorator(_DedupeLayer(resolved), "@deduped")

@@ -32,7 +32,7 @@ import attrs
 
 from ._config import DEFAULTS
 from ._core.seconds import Seconds, non_negative_seconds, positive_seconds
-from ._decorate import Call, Decorator, Target
+from ._decorate import Call, Decorator, Target, resolve_policy
 from ._drive import Op, Procedure, emit, run_async, run_sync
 from .backends._types import Locked
 from .events import LockAcquired, LockContended, LockLost, LockReleased
@@ -86,9 +86,6 @@ class LockOptions(TypedDict, total=False):
     ttl: float | timedelta
     timeout: float | timedelta | None
     backend: object
-
-
-_FIELDS = frozenset(LockOptions.__optional_keys__)
 
 
 @attrs.define(slots=True)
@@ -327,16 +324,5 @@ def lock(name: str, policy: LockPolicy | None = None, /, **options: Unpack[LockO
             "lock() takes a name first: a printable string of 1 to 200 characters, e.g. "
             f"lock('sheets-sync'), not {name!r}"
         )
-    unknown = sorted(set(options) - _FIELDS)
-    if unknown:
-        raise TypeError(
-            f"lock() got unknown keyword {', '.join(map(repr, unknown))}; the settings are: "
-            f"{', '.join(field.name for field in attrs.fields(LockPolicy))}"
-        )
-    if policy is None:
-        resolved = LockPolicy(**options)
-    elif isinstance(policy, LockPolicy):
-        resolved = attrs.evolve(policy, **options) if options else policy
-    else:
-        raise TypeError(f"lock() takes a name, then a LockPolicy or keywords, not {policy!r}")
+    resolved = resolve_policy("lock", LockPolicy, policy, options, "lock('sheets-sync', ttl=30)")
     return Lock(name, resolved)

@@ -145,7 +145,7 @@ def test_keywords_override_a_given_policy() -> None:
         (lambda: breaker(3), TypeError, "takes a name first"),  # type: ignore[arg-type]  # on purpose
         (lambda: breaker("x" * 201), TypeError, "takes a name first"),
         (lambda: breaker("a", retries=3), TypeError, "unknown keyword 'retries'"),  # type: ignore[call-arg]  # on purpose
-        (lambda: breaker("a", 0.5), TypeError, "takes a name, then a BreakerPolicy"),  # type: ignore[arg-type]  # on purpose
+        (lambda: breaker("a", 0.5), TypeError, "takes a BreakerPolicy or keyword arguments"),  # type: ignore[arg-type]  # on purpose
         (lambda: fresh(failure_rate=50), ValueError, "failure_rate=0.5 for 50%"),
         (lambda: fresh(failure_rate=0), ValueError, "not a fraction"),
         (lambda: fresh(window=60.0), TypeError, "window=60.0 is ambiguous"),

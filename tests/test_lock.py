@@ -211,7 +211,7 @@ def test_a_cancelled_waiter_leaves_nothing_held() -> None:
         (lambda: lock("x", timeout=-1), ValueError, "negative"),
         (lambda: lock("x", renew=True), TypeError, "unknown keyword 'renew'"),  # type: ignore[call-arg]
         (lambda: lock("x", backend=object()), TypeError, "lacks lock, unlock"),
-        (lambda: lock("x", 5), TypeError, "LockPolicy or keywords"),  # type: ignore[arg-type]
+        (lambda: lock("x", 5), TypeError, "takes a LockPolicy or keyword arguments"),  # type: ignore[arg-type]
     ],
 )
 def test_bad_settings_fail_at_once(make: object, error: type[Exception], message: str) -> None:
