@@ -17,7 +17,6 @@
 #   many threads and tasks at once; `async with` does the same in the task's own context.
 from __future__ import annotations
 
-import contextvars
 import inspect
 import math
 import os
@@ -27,10 +26,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, ParamSpec, TypeAlias, TypedDict, TypeVar, Unpack
+from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack
 
 import attrs
 
+from ._blocks import Blocks
 from ._breaker_shared import Link
 from ._config import DEFAULTS
 from ._core.breaker import (
@@ -72,11 +72,8 @@ _EVENTS: dict[BreakerState, type[BreakerTransitioned]] = {
     BreakerState.DISABLED: BreakerDisabled,
 }
 
-# the permits of the `with` blocks open in this context: (breaker, permit, start) innermost last
-_Block: TypeAlias = "tuple[Breaker, Admission, float]"
-_blocks: contextvars.ContextVar[tuple[_Block, ...]] = contextvars.ContextVar(
-    "resilient_breaker_blocks", default=()
-)
+# the permit and start time of each breaker's `with` blocks open in this thread or task
+_blocks: Blocks[tuple[Admission, float]] = Blocks("breaker")
 
 
 class BreakerOptions(TypedDict, total=False):
@@ -304,7 +301,7 @@ class Breaker:
         tb: TracebackType | None,
     ) -> None:
         """Count how the block ended; never swallows its exception."""
-        permit, start = self._left()
+        permit, start = _blocks.leave(self)
         self._finish(permit, start, 0 if exc is None else self._error_outcome(exc))
 
     async def __aexit__(
@@ -314,26 +311,14 @@ class Breaker:
         tb: TracebackType | None,
     ) -> None:
         """Count how the block ended (see :meth:`__exit__`)."""
-        permit, start = self._left()
+        permit, start = _blocks.leave(self)
         await self._afinish(permit, start, 0 if exc is None else self._error_outcome(exc))
 
     def _entered(self, decision: Admission | float) -> Breaker:
         if isinstance(decision, float):
             raise self._refused(decision, fallback=False)
-        _blocks.set((*_blocks.get(), (self, decision, DEFAULTS.clock.monotonic())))
+        _blocks.enter(self, (decision, DEFAULTS.clock.monotonic()))
         return self
-
-    def _left(self) -> tuple[Admission, float]:
-        blocks = _blocks.get()
-        for position in range(len(blocks) - 1, -1, -1):
-            if blocks[position][0] is self:
-                _, permit, start = blocks[position]
-                _blocks.set(blocks[:position] + blocks[position + 1 :])
-                return permit, start
-        raise RuntimeError(
-            f"{self!r} was left in a context it was not entered in: enter and leave a "
-            "breaker's block in the same thread or task"
-        )
 
 
 class _Guard:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import hashlib
 import math
 import secrets
@@ -30,6 +29,7 @@ from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack
 
 import attrs
 
+from ._blocks import Blocks
 from ._config import DEFAULTS
 from ._core.seconds import Seconds, non_negative_seconds, positive_seconds
 from ._decorate import Call, Decorator, Target, resolve_policy
@@ -110,9 +110,7 @@ class Lease:
     lost: bool = False
 
 
-_held: contextvars.ContextVar[tuple[tuple[Lock, Lease], ...]] = contextvars.ContextVar(
-    "resilient_lock_leases", default=()
-)
+_held: Blocks[Lease] = Blocks("lock")  # the leases of the blocks open in this thread or task
 
 
 class Lock:
@@ -148,13 +146,13 @@ class Lock:
     def __enter__(self) -> Lease:
         """Wait for the lock and take it; raise LockNotAcquiredError after ``timeout``."""
         lease: Lease = run_sync(self._acquiring(), self._backend())
-        _held.set((*_held.get(), (self, lease)))
+        _held.enter(self, lease)
         return lease
 
     async def __aenter__(self) -> Lease:
         """Wait for the lock and take it, from async code (see :meth:`__enter__`)."""
         lease: Lease = await run_async(self._acquiring(), self._backend())
-        _held.set((*_held.get(), (self, lease)))
+        _held.enter(self, lease)
         return lease
 
     def __exit__(
@@ -164,7 +162,7 @@ class Lock:
         tb: TracebackType | None,
     ) -> None:
         """Release the lease; raise LockLostError if it was found lost and nothing else is."""
-        lease = self._left()
+        lease = _held.leave(self)
         run_sync(self._releasing(lease), self._backend())
         self._check(lease, exc)
 
@@ -175,20 +173,9 @@ class Lock:
         tb: TracebackType | None,
     ) -> None:
         """Release the lease (see :meth:`__exit__`); a cancelled release still releases."""
-        lease = self._left()
+        lease = _held.leave(self)
         await asyncio.shield(run_async(self._releasing(lease), self._backend()))
         self._check(lease, exc)
-
-    def _left(self) -> Lease:
-        held = _held.get()
-        for position in range(len(held) - 1, -1, -1):
-            if held[position][0] is self:
-                _held.set(held[:position] + held[position + 1 :])
-                return held[position][1]
-        raise RuntimeError(
-            f"{self!r} was left in a context it was not entered in: enter and leave a lock's "
-            "block in the same thread or task"
-        )
 
     def _check(self, lease: Lease, exc: BaseException | None) -> None:
         if not lease.lost:
