@@ -218,9 +218,13 @@ class Op(NamedTuple):
 
 
 class Join(NamedTuple):
-    """Effect: wait until a flight has landed: until *landing* (its `Flight.landing`) fires."""
+    """Effect: wait until *landing* fires (a flight landed, a channel woke), or *timeout* passes.
+
+    Sends back whether it fired.
+    """
 
     landing: Signal
+    timeout: float | None = None
 
 
 class Spawn(NamedTuple):
@@ -281,7 +285,7 @@ def run_sync(
             elif type(effect) is Op:
                 reply = getattr(backend, effect.name)(*effect.args, **effect.kwargs)
             elif type(effect) is Join:
-                effect.landing.wait()
+                reply = effect.landing.wait(effect.timeout)
             elif type(effect) is Spawn:
                 _background().submit(run_sync, effect.procedure, backend, call)
             elif callable(effect):
@@ -310,7 +314,7 @@ async def run_async(
             elif type(effect) is Op:
                 reply = await getattr(backend, "a" + effect.name)(*effect.args, **effect.kwargs)
             elif type(effect) is Join:
-                await effect.landing.await_fired()
+                reply = await effect.landing.await_fired(effect.timeout)
             elif type(effect) is Spawn:
                 task = asyncio.get_running_loop().create_task(
                     run_async(effect.procedure, backend, call)

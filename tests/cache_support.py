@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -24,6 +24,16 @@ PATIENCE = 5.0
 def pause(seconds: float) -> None:
     """Let real time pass: Redis, sockets and listener threads keep real time, not the clock's."""
     time.sleep(seconds)  # noqa: TID251 - real servers and threads are waited on in real time
+
+
+def eventually(check: Callable[[], bool], within: float = PATIENCE) -> bool:
+    """Poll *check* until it holds (True) or *within* seconds pass (False)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        pause(0.01)
+    return check()
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -3,8 +3,11 @@
 #
 # Rules:
 # - Nothing runs before the first subscription. The thread starts with it and stops when the
-#   last subscription closes or the backend closes. A forked child starts a thread of its own:
-#   the parent's does not survive the fork, and the child's subscriptions begin anew.
+#   last subscription closes (and the channels asked to linger have lingered) or the backend
+#   closes. A channel whose last subscription asked to linger stays subscribed that long, so
+#   that a new subscription to it (the next wait for the same lock) is live at once. A forked
+#   child starts a thread of its own: the parent's does not survive the fork, and the child's
+#   subscriptions begin anew.
 # - Only the thread touches the pub/sub connection (redis-py's PubSub is not thread-safe):
 #   subscribing records the channel, and the thread sends SUBSCRIBE between two reads, at most
 #   `_TICK` seconds later.
@@ -53,12 +56,13 @@ class _DeadConnectionError(ConnectionError):
 class _Subscription:
     """One listener's hold on one channel of a :class:`Hub`."""
 
-    __slots__ = ("_hub", "channel", "listener")
+    __slots__ = ("_hub", "channel", "linger", "listener")
 
-    def __init__(self, hub: Hub, channel: str, listener: Listener) -> None:
+    def __init__(self, hub: Hub, channel: str, listener: Listener, linger: float) -> None:
         self._hub = hub
         self.channel = channel
         self.listener = listener
+        self.linger = linger
 
     def __repr__(self) -> str:
         return f"<Subscription channel={self.channel!r} live={self.live}>"
@@ -91,12 +95,16 @@ class Hub:
         # also the state of a forked child, which inherits a copy of the parent's
         self._pid = os.getpid()
         self._subscriptions: dict[str, list[_Subscription]] = {}
+        self._lingering: dict[str, float] = {}  # channel -> monotonic time it may be dropped
         self._run: _Run | None = None
         self._failed_listeners: set[int] = set()
 
-    def subscribe(self, channel: str, listener: Listener) -> _Subscription:
-        """Start delivering *channel*'s messages to *listener*; see ``Broadcaster.subscribe``."""
-        subscription = _Subscription(self, channel, listener)
+    def subscribe(self, channel: str, listener: Listener, linger: float = 0.0) -> _Subscription:
+        """Start delivering *channel*'s messages to *listener*; see ``Broadcaster.subscribe``.
+
+        The channel stays subscribed *linger* seconds after the subscription closes.
+        """
+        subscription = _Subscription(self, channel, listener, linger)
         with self._lock:
             if self._pid != os.getpid():
                 self._start()
@@ -114,14 +122,13 @@ class Hub:
 
     def is_live(self, subscription: _Subscription) -> bool:
         """Whether *subscription* is held and its channel confirmed on a working connection."""
-        run = self._run
         channel = subscription.channel
-        return (
-            run is not None
-            and channel in run.confirmed
-            and self._pid == os.getpid()
-            and subscription in self._subscriptions.get(channel, ())
-        )
+        return self.is_confirmed(channel) and subscription in self._subscriptions.get(channel, ())
+
+    def is_confirmed(self, channel: str) -> bool:
+        """Whether *channel* is subscribed on a working connection (for others, or lingering)."""
+        run = self._run
+        return run is not None and channel in run.confirmed and self._pid == os.getpid()
 
     def remove(self, subscription: _Subscription) -> None:
         """Drop *subscription*; the thread stops with the last one."""
@@ -131,7 +138,10 @@ class Hub:
                 held.remove(subscription)
             if not held:
                 self._subscriptions.pop(subscription.channel, None)
-            if not self._subscriptions:
+                if subscription.linger > 0:
+                    until = time.monotonic() + subscription.linger
+                    self._lingering[subscription.channel] = until
+            if not self._subscriptions and not self._lingering:
                 self._halt()
 
     def close(self) -> None:
@@ -143,6 +153,7 @@ class Hub:
         with self._lock:
             run = self._run
             self._subscriptions.clear()
+            self._lingering.clear()
             self._halt()
         if run is not None and run.thread is not threading.current_thread():
             run.thread.join(_JOIN)
@@ -174,7 +185,7 @@ class Hub:
                     )
                     emit(DEFAULTS, event)
             finally:
-                if self._missed(run, self._channels()):
+                if self._missed(run, self._channels(run)):
                     delay = _RETRY_FIRST  # it had been live: reconnect at once
                 if pubsub is not None:
                     with contextlib.suppress(Exception):  # it is being dropped anyway
@@ -186,7 +197,7 @@ class Hub:
         subscribed: set[str] = set()
         last_ping = last_pong = time.monotonic()
         while not run.stop.is_set():
-            wanted = self._channels()
+            wanted = self._channels(run)
             if wanted - subscribed:
                 pubsub.subscribe(*(wanted - subscribed))
             if subscribed - wanted:
@@ -213,9 +224,16 @@ class Hub:
             elif kind == "message":
                 self._deliver(_text(message["channel"]), _text(message["data"]))
 
-    def _channels(self) -> set[str]:
+    def _channels(self, run: _Run) -> set[str]:
+        """The channels *run* is to subscribe now; stop it when there are none left."""
         with self._lock:
-            return set(self._subscriptions)
+            now = time.monotonic()
+            for channel, until in list(self._lingering.items()):
+                if until <= now:
+                    del self._lingering[channel]
+            if not self._subscriptions and not self._lingering and self._run is run:
+                self._halt()
+            return self._subscriptions.keys() | self._lingering.keys()
 
     def _missed(self, run: _Run, channels: set[str]) -> bool:
         """Make *channels* not live, then tell their listeners; return whether any was live."""

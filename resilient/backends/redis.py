@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
 from functools import partial
-from typing import Any, Final, TypeAlias, TypeVar
+from typing import Any, Final, Protocol, TypeAlias, TypeVar
 
 import redis
 import redis.asyncio
@@ -49,7 +49,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from .._config import DEFAULTS
-from .._drive import emit, run_async, run_sync
+from .._drive import Join, emit, run_async, run_sync
+from .._signal import Signal
 from ..events import StoredValueRejected
 from ..exceptions import CodecError
 from ..typing import Subscription
@@ -70,8 +71,9 @@ _T = TypeVar("_T")
 # one I/O call on the client it was given. On a sync client a step returns the reply; on an
 # asyncio client it returns an awaitable of it. The drivers of _drive.py (`run_sync`,
 # `run_async`) perform the steps and send back each reply, or throw its exception in (so
-# `except` and `finally` work as written).
-_Steps: TypeAlias = Generator[Callable[[], Any], Any, _T]
+# `except` and `finally` work as written). A wait on the shared pub/sub connection yields a
+# `Join` instead, which the drivers perform by blocking the thread or awaiting in the task.
+_Steps: TypeAlias = Generator[Callable[[], Any] | Join, Any, _T]
 
 _CLAIM: Final = ":claim"
 _RELEASED: Final = ":released"
@@ -80,6 +82,7 @@ _FOREVER: Final = 1e9  # seconds: any `below` this long claims every stored valu
 _CLAIMED: Final = Fetched(None, None, claimed=True)
 _SUBSCRIBED: Final = frozenset({"subscribe", "ssubscribe"})
 _WOKEN: Final = frozenset({"message", "smessage"})
+_LINGER: Final = 10.0  # seconds a channel stays subscribed on the shared connection after a wait
 
 # Settings for the clients the backend builds; each may be overridden in **redis_options.
 _CLIENT_DEFAULTS: Final[Mapping[str, object]] = {
@@ -709,27 +712,33 @@ class RedisBackend:
 
     def _wait_released(self, client: Any, key: str, timeout: float) -> _Steps[None]:
         claim = key + _CLAIM
-        wait = _wait_for(int((yield partial(client.pttl, claim))), timeout)
-        if wait is None or wait <= 0:
-            return
-        deadline = time.monotonic() + wait
-        pubsub = client.pubsub()
+        listening = self._listening(client, key + _RELEASED)
         try:
-            if self._cluster:
-                yield partial(pubsub.ssubscribe, key + _RELEASED)
-                read = pubsub.get_sharded_message
-            else:
-                yield partial(pubsub.subscribe, key + _RELEASED)
-                read = pubsub.get_message
-            # a release published before the subscription took effect would go unheard: once
-            # it has, look again whether the claim is still held
-            if not (yield from _listen(read, deadline, _SUBSCRIBED)):
-                return
+            live = listening.live_at_once()  # then every release from now on is heard
             wait = _wait_for(int((yield partial(client.pttl, claim))), timeout)
-            if wait is not None:
-                yield from _listen(read, min(deadline, time.monotonic() + wait), _WOKEN)
+            if wait is None or wait <= 0:
+                return
+            deadline = time.monotonic() + wait
+            if not live:
+                # a release published before the subscription took effect would go unheard:
+                # once it has, look again whether the claim is still held
+                if not (yield from listening.armed(deadline)):
+                    return
+                wait = _wait_for(int((yield partial(client.pttl, claim))), timeout)
+                if wait is None:
+                    return
+                deadline = min(deadline, time.monotonic() + wait)
+            yield from listening.woken(deadline)
         finally:
-            yield getattr(pubsub, "aclose", pubsub.close)  # an asyncio PubSub's close is aclose
+            yield from listening.close()
+
+    def _listening(self, client: Any, channel: str) -> _Listening:
+        """Listen on *channel*: on the shared connection where it can, else on one of its own."""
+        if self._cluster or (self._client is None and self._open_sync is None):
+            # Cluster wakes waiters with SPUBLISH, which only sharded subscriptions hear; an
+            # asyncio-only backend has no sync client for the shared connection's thread
+            return _Private(client, cluster=self._cluster, channel=channel)
+        return _Shared(self._hub, channel)
 
     def delete(self, keys: Sequence[str]) -> int:
         """Delete the values at *keys*; return how many there were.
@@ -970,10 +979,100 @@ class RedisBackend:
             return None
 
 
-def _listen(read: Callable[..., Any], deadline: float, kinds: frozenset[str]) -> _Steps[bool]:
-    """Read pub/sub messages until one of *kinds* arrives (True) or *deadline* passes (False)."""
-    while (left := deadline - time.monotonic()) > 0:
-        message = yield partial(read, timeout=left)
-        if message is not None and message["type"] in kinds:
-            return True
-    return False
+class _Listening(Protocol):
+    """A subscription to one channel, for one wait: steps to wait for it, and to drop it."""
+
+    def live_at_once(self) -> bool:
+        """Subscribe now if that costs no round trip; return whether every message is heard."""
+
+    def armed(self, deadline: float) -> _Steps[bool]:
+        """Wait until the subscription hears every message; False if *deadline* came first."""
+
+    def woken(self, deadline: float) -> _Steps[None]:
+        """Wait until a message arrives (or messages may have been missed), or *deadline*."""
+
+    def close(self) -> _Steps[None]:
+        """Drop the subscription."""
+
+
+class _Shared:
+    """A wait on the backend's one pub/sub connection (its Hub), which every wait shares.
+
+    A wait subscribes only once it found the key held, unless the channel is subscribed
+    there already; the channel lingers after the wait, so the next wait on the same lock or
+    key is live at once, without a round trip. The Hub tells of a channel it newly
+    subscribed (or may have missed messages on) with a message of None, which wakes the wait.
+    """
+
+    __slots__ = ("_channel", "_hub", "_signal", "_subscription")
+
+    def __init__(self, hub: Hub, channel: str) -> None:
+        self._hub = hub
+        self._channel = channel
+        self._signal = Signal()
+        self._subscription: Subscription | None = None
+
+    def _heard(self, message: str | None) -> None:
+        self._signal.fire()
+
+    def _subscribed(self) -> Subscription:
+        if self._subscription is None:
+            self._subscription = self._hub.subscribe(self._channel, self._heard, linger=_LINGER)
+        return self._subscription
+
+    def live_at_once(self) -> bool:
+        return self._hub.is_confirmed(self._channel) and self._subscribed().live
+
+    def armed(self, deadline: float) -> _Steps[bool]:
+        subscription = self._subscribed()
+        while not subscription.live:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            yield Join(self._signal, left)
+            self._signal = Signal()  # before the caller looks again: later messages fire it
+        return True
+
+    def woken(self, deadline: float) -> _Steps[None]:
+        left = deadline - time.monotonic()
+        if left > 0:
+            yield Join(self._signal, left)
+
+    def close(self) -> _Steps[None]:
+        if self._subscription is not None:
+            self._subscription.close()
+        yield from ()
+
+
+class _Private:
+    """A wait on a pub/sub connection of its own (Cluster, or an asyncio-only backend)."""
+
+    __slots__ = ("_channel", "_cluster", "_pubsub", "_read")
+
+    def __init__(self, client: Any, *, cluster: bool, channel: str) -> None:
+        self._pubsub = client.pubsub()
+        self._cluster = cluster
+        self._channel = channel
+        self._read = self._pubsub.get_sharded_message if cluster else self._pubsub.get_message
+
+    def live_at_once(self) -> bool:
+        return False  # subscribing takes a round trip: only when armed, for a held key
+
+    def armed(self, deadline: float) -> _Steps[bool]:
+        subscribe = self._pubsub.ssubscribe if self._cluster else self._pubsub.subscribe
+        yield partial(subscribe, self._channel)
+        return (yield from self._listen(deadline, _SUBSCRIBED))
+
+    def woken(self, deadline: float) -> _Steps[None]:
+        yield from self._listen(deadline, _WOKEN)
+
+    def close(self) -> _Steps[None]:
+        yield getattr(self._pubsub, "aclose", self._pubsub.close)  # asyncio's close is aclose
+
+    def _listen(self, deadline: float, kinds: frozenset[str]) -> _Steps[bool]:
+        """Read messages until one of *kinds* arrives (True) or *deadline* passes (False)."""
+        while (left := deadline - time.monotonic()) > 0:
+            message = yield partial(self._read, timeout=left)
+            if message is not None and message["type"] in kinds:
+                return True
+        return False

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
-from cache_support import PATIENCE, EventLog, pause, python_processes, run
+from cache_support import PATIENCE, EventLog, eventually, pause, python_processes, run
 from redis_fixtures import Backends
 from redis_infra import FaultProxyFactory, RedisServer, commands_sent
 
@@ -24,16 +24,6 @@ from resilient.events import BackendFailed, CacheHit
 
 # Real seconds the tests give an invalidation to reach another backend's listener thread.
 DELIVERY = 1.0
-
-
-def eventually(check: Callable[[], bool], within: float = PATIENCE) -> bool:
-    """Poll *check* until it holds (True) or *within* seconds pass (False)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        pause(0.01)
-    return check()
 
 
 def data_commands(names: list[str]) -> list[str]:

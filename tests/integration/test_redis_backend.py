@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -14,9 +15,11 @@ from pathlib import Path
 import pytest
 import redis
 import redis.asyncio
+from cache_support import eventually
 from redis.cluster import ClusterNode, RedisCluster
 from redis_infra import FaultProxyFactory, RedisClusterProcesses, RedisServer, commands_sent
 
+import resilient.backends.redis
 from resilient.backends import Claim, Fetched, _lua
 from resilient.backends.codec import Codec
 from resilient.backends.redis import RedisBackend
@@ -154,6 +157,74 @@ def test_a_wait_listens_instead_of_polling(fresh_redis: RedisServer) -> None:
         with commands_sent(fresh_redis.url) as sent:
             backend.wait_released(held, 0.5)
         assert [name for name in sent if name not in HANDSHAKE] == ["PTTL", "SUBSCRIBE", "PTTL"]
+    finally:
+        backend.close()
+
+
+def test_a_second_wait_on_a_key_is_live_at_once(fresh_redis: RedisServer) -> None:
+    """The channel lingers after a wait: the next wait on the key sends one PTTL and listens."""
+    backend = RedisBackend.from_url(fresh_redis.url)
+    try:
+        held = key()
+        assert backend.get(held, claim=Claim(token(), 30)).claimed
+        backend.wait_released(held, 0.2)
+        with commands_sent(fresh_redis.url) as sent:
+            started = time.monotonic()
+            backend.wait_released(held, 0.3)
+            assert time.monotonic() - started >= 0.3  # it listened until its timeout
+        assert [name for name in sent if name not in HANDSHAKE] == ["PTTL"]
+    finally:
+        backend.close()
+
+
+def test_the_shared_connection_ends_once_its_channels_have_lingered(
+    fresh_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the last wait, the listening thread stays for the linger, then ends."""
+    monkeypatch.setattr(resilient.backends.redis, "_LINGER", 0.5)
+    backend = RedisBackend.from_url(fresh_redis.url)
+
+    def listening() -> bool:
+        return any(thread.name.endswith("-pubsub") for thread in threading.enumerate())
+
+    try:
+        held = key()
+        assert backend.get(held, claim=Claim(token(), 30)).claimed
+        backend.wait_released(held, 0.2)
+        assert listening()
+        assert eventually(lambda: not listening())
+    finally:
+        backend.close()
+
+
+def test_concurrent_waits_share_one_pubsub_connection(fresh_redis: RedisServer) -> None:
+    """20 threads and 20 tasks waiting on 40 keys hold one pub/sub connection, and all wake."""
+    backend = RedisBackend.from_url(fresh_redis.url)
+    holders = {key(): token() for _ in range(40)}
+    for held, holder in holders.items():
+        assert backend.get(held, claim=Claim(holder, 30)).claimed
+    names = list(holders)
+
+    async def tasks() -> None:
+        await asyncio.gather(*(backend.await_released(held, 10) for held in names[20:]))
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(21) as pool:
+            waits = [pool.submit(backend.wait_released, held, 10) for held in names[:20]]
+            waits.append(pool.submit(asyncio.run, tasks()))
+
+            def subscribers() -> list[dict[str, str]]:
+                with redis.Redis.from_url(fresh_redis.url) as admin:
+                    return [c for c in admin.client_list() if "P" in c["flags"]]
+
+            assert eventually(lambda: sum(int(c["sub"]) for c in subscribers()) == 40)
+            assert len(subscribers()) == 1
+            started = time.monotonic()
+            for held, holder in holders.items():
+                backend.release(held, holder)
+            concurrent.futures.wait(waits, timeout=5)
+            assert all(wait.done() and wait.exception() is None for wait in waits)
+            assert time.monotonic() - started < 1
     finally:
         backend.close()
 
@@ -449,9 +520,13 @@ def test_a_claim_whose_reply_was_lost_is_ours_when_sent_again(
 
 
 def _clients_of(server: RedisServer) -> int:
-    """Return how many connections the server has, besides the one asking."""
+    """Return how many connections the server has, besides the one asking.
+
+    The backend's one pub/sub connection, which waits share whatever loop or thread they run
+    in, is not counted: it belongs to the backend (closed by ``close()``), not to a loop.
+    """
     with redis.Redis.from_url(server.url) as admin:
-        return len(admin.client_list()) - 1
+        return sum("P" not in client["flags"] for client in admin.client_list()) - 1
 
 
 def test_one_backend_serves_successive_event_loops(fresh_redis: RedisServer) -> None:
