@@ -210,11 +210,15 @@ def type_name(error: BaseException) -> str:
 
 
 class Op(NamedTuple):
-    """Effect: run the backend primitive *name* with these arguments; send back its result."""
+    """Effect: run the backend primitive *name* with these arguments; send back its result.
+
+    The backend is the procedure's, unless the effect names its own.
+    """
 
     name: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+    backend: Any = None
 
 
 class Join(NamedTuple):
@@ -283,7 +287,8 @@ def run_sync(
             if effect is CALL:
                 reply = call()
             elif type(effect) is Op:
-                reply = getattr(backend, effect.name)(*effect.args, **effect.kwargs)
+                target = backend if effect.backend is None else effect.backend
+                reply = getattr(target, effect.name)(*effect.args, **effect.kwargs)
             elif type(effect) is Join:
                 reply = effect.landing.wait(effect.timeout)
             elif type(effect) is Spawn:
@@ -312,7 +317,8 @@ async def run_async(
             if effect is CALL:
                 reply = await call()
             elif type(effect) is Op:
-                reply = await getattr(backend, "a" + effect.name)(*effect.args, **effect.kwargs)
+                target = backend if effect.backend is None else effect.backend
+                reply = await getattr(target, "a" + effect.name)(*effect.args, **effect.kwargs)
             elif type(effect) is Join:
                 reply = await effect.landing.await_fired(effect.timeout)
             elif type(effect) is Spawn:

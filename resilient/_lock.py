@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import math
 import secrets
 from collections.abc import Callable
@@ -31,14 +32,18 @@ import attrs
 
 from ._blocks import Blocks
 from ._config import DEFAULTS
+from ._core.renewal import Renewal
 from ._core.seconds import Seconds, non_negative_seconds, positive_seconds
 from ._decorate import Call, Decorator, Target, resolve_policy
-from ._drive import Op, Procedure, emit, run_async, run_sync
+from ._drive import Op, Procedure, backend_failed, emit, run_async, run_sync
+from ._renewal import renew, stop_renewing
 from .backends._types import Locked
-from .events import LockAcquired, LockContended, LockLost, LockReleased
+from .events import LockAcquired, LockContended, LockLost, LockReleased, LockRenewed
 from .exceptions import BackendUnavailableError, LockLostError, LockNotAcquiredError
 
 __all__ = ["Lease", "Lock", "LockOptions", "LockPolicy", "lock"]
+
+_logger = logging.getLogger("resilient")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -71,13 +76,34 @@ class LockPolicy:
             check its fencing token where the work lands.
         timeout: The most seconds to wait for the lock; ``0`` tries once; ``None`` waits as
             long as it takes.
+        renew: Keep the lease alive while the block runs: a background renewer (one thread
+            for sync holders, one task per event loop for async ones) extends it every third
+            of ``ttl``. When a renewal finds the lease gone, or cannot reach the backend
+            before the lease runs out, the lease is lost: ``lease.lost`` turns true,
+            ``on_lost`` runs, and leaving the block raises :class:`LockLostError`.
+        on_lost: With ``renew``, called with the :class:`Lease` when it is found lost (in
+            the renewer's thread or task: keep it short).
+        cancel_on_lost: With ``renew``, cancel the task holding an ``async with`` block when
+            its lease is found lost; the block then raises :class:`LockLostError`.
         backend: Where the lock lives; by default the configured backend (Redis for a lock
             shared by processes, memory for one of this process).
     """
 
     ttl: float = attrs.field(default=30.0, converter=_ttl)
     timeout: float | None = attrs.field(default=None, converter=_timeout)
+    renew: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    on_lost: Callable[[Lease], object] | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.is_callable())
+    )
+    cancel_on_lost: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     backend: object = attrs.field(default=None, validator=_check_backend)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.on_lost is not None or self.cancel_on_lost) and not self.renew:
+            raise TypeError(
+                "on_lost= and cancel_on_lost= act on what the renewer finds: pass renew=True "
+                "too, e.g. lock('sheets-sync', ttl=30, renew=True, on_lost=alert)"
+            )
 
 
 class LockOptions(TypedDict, total=False):
@@ -85,29 +111,79 @@ class LockOptions(TypedDict, total=False):
 
     ttl: float | timedelta
     timeout: float | timedelta | None
+    renew: bool
+    on_lost: Callable[[Lease], object] | None
+    cancel_on_lost: bool
     backend: object
 
 
-@attrs.define(slots=True)
 class Lease:
-    """A lock held: its fencing token, and whether it was found lost.
+    """A lock held: its fencing token, and whether it may have been lost.
 
     Attributes:
         name: The lock's name.
         token: The fencing token: greater than every token handed out for this name before.
             Pass it along with the work the lock protects, and have the resource refuse a
             write carrying a token lower than the last one it accepted.
-        ttl: Seconds the lease lasts from when it was taken, unless released first.
-        lost: Whether the lease was found gone (it ran out, and perhaps someone else holds
-            the lock) when it was released.
+        ttl: Seconds the lease lasts from when it is taken or renewed, unless released first.
     """
 
-    name: str
-    token: int
-    ttl: float
-    owner: str = attrs.field(repr=False)
-    taken_at: float = attrs.field(repr=False)
-    lost: bool = False
+    __slots__ = (
+        "__weakref__",
+        "_cancelled",
+        "_found_lost",
+        "_renewal",
+        "_task",
+        "name",
+        "owner",
+        "released",
+        "taken_at",
+        "token",
+        "ttl",
+        "valid_until",
+    )
+
+    def __init__(
+        self, name: str, token: int, ttl: float, *, owner: str, taken_at: float, valid_until: float
+    ) -> None:
+        self.name = name
+        self.token = token
+        self.ttl = ttl
+        self.owner = owner
+        self.taken_at = taken_at
+        self.valid_until = valid_until  # no later than the backend drops it, by our clock
+        self.released = False
+        self._found_lost = False
+        self._renewal: Renewal | None = None
+        self._task: asyncio.Task[Any] | None = None  # to cancel when found lost
+        self._cancelled = False  # whether it was
+
+    def __repr__(self) -> str:
+        return f"Lease(name={self.name!r}, token={self.token!r}, lost={self.lost!r})"
+
+    @property
+    def lost(self) -> bool:
+        """Whether the lease may be gone: found gone, or past the end of its last confirmed term.
+
+        Check it before a write the lock protects: a holder paused (a GC pause, a stopped
+        process) past its term learns here that someone else may hold the lock now, even
+        before the renewer has run again.
+        """
+        if self.released:  # the release told for sure
+            return self._found_lost
+        return self._found_lost or DEFAULTS.clock.monotonic() >= self.valid_until
+
+    @property
+    def remaining(self) -> float:
+        """Seconds left of the lease's last confirmed term (0 once lost)."""
+        if self._found_lost:
+            return 0.0
+        return max(0.0, self.valid_until - DEFAULTS.clock.monotonic())
+
+    def check(self) -> None:
+        """Raise :class:`LockLostError` if the lease may be gone (see :attr:`lost`)."""
+        if self.lost:
+            raise LockLostError(self.name, self.token)
 
 
 _held: Blocks[Lease] = Blocks("lock")  # the leases of the blocks open in this thread or task
@@ -146,12 +222,18 @@ class Lock:
     def __enter__(self) -> Lease:
         """Wait for the lock and take it; raise LockNotAcquiredError after ``timeout``."""
         lease: Lease = run_sync(self._acquiring(), self._backend())
+        if self.policy.renew:
+            lease._renewal = renew(self, lease, self._next_renewal(lease.taken_at), in_loop=False)
         _held.enter(self, lease)
         return lease
 
     async def __aenter__(self) -> Lease:
         """Wait for the lock and take it, from async code (see :meth:`__enter__`)."""
         lease: Lease = await run_async(self._acquiring(), self._backend())
+        if self.policy.renew:
+            if self.policy.cancel_on_lost:
+                lease._task = asyncio.current_task()
+            lease._renewal = renew(self, lease, self._next_renewal(lease.taken_at), in_loop=True)
         _held.enter(self, lease)
         return lease
 
@@ -162,7 +244,7 @@ class Lock:
         tb: TracebackType | None,
     ) -> None:
         """Release the lease; raise LockLostError if it was found lost and nothing else is."""
-        lease = _held.leave(self)
+        lease = self._leave()
         run_sync(self._releasing(lease), self._backend())
         self._check(lease, exc)
 
@@ -172,13 +254,30 @@ class Lock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Release the lease (see :meth:`__exit__`); a cancelled release still releases."""
-        lease = _held.leave(self)
+        """Release the lease (see :meth:`__exit__`); a cancelled release still releases.
+
+        A task cancelled because its lease was found lost (``cancel_on_lost``) is uncancelled
+        here, and LockLostError raised in place of the cancellation.
+        """
+        lease = self._leave()
         await asyncio.shield(run_async(self._releasing(lease), self._backend()))
+        if lease._cancelled and isinstance(exc, asyncio.CancelledError):
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            raise LockLostError(self.name, lease.token) from exc
         self._check(lease, exc)
 
+    def _leave(self) -> Lease:
+        """Forget the innermost lease of this thread or task, and stop renewing it."""
+        lease = _held.leave(self)
+        lease.released = True
+        if lease._renewal is not None:
+            stop_renewing(lease._renewal)
+        return lease
+
     def _check(self, lease: Lease, exc: BaseException | None) -> None:
-        if not lease.lost:
+        if not lease._found_lost:
             return
         lost = LockLostError(self.name, lease.token)
         if exc is None:
@@ -201,6 +300,7 @@ class Lock:
         deadline = math.inf if timeout is None else start + timeout
         contended = False
         while True:
+            sent = clock.monotonic()
             try:
                 locked: Locked = yield Op("lock", (key, owner, ttl), {})
             except BaseException as error:
@@ -213,7 +313,14 @@ class Lock:
             if locked.token is not None:
                 if DEFAULTS.observers:
                     emit(DEFAULTS, LockAcquired(policy=self.name, time=now, waited=now - start))
-                return Lease(self.name, locked.token, ttl, owner, now)
+                return Lease(
+                    self.name,
+                    locked.token,
+                    ttl,
+                    owner=owner,
+                    taken_at=now,
+                    valid_until=sent + locked.ttl,
+                )
             if not contended and DEFAULTS.observers:
                 emit(DEFAULTS, LockContended(policy=self.name, time=now))
             contended = True
@@ -236,15 +343,61 @@ class Lock:
         except Exception as error:
             raise self._unavailable("unlock", error) from error
         now = DEFAULTS.clock.monotonic()
-        lease.lost = not released
+        if not released:
+            self._lose(lease, now)
+        elif DEFAULTS.observers:
+            emit(DEFAULTS, LockReleased(policy=self.name, time=now, held=now - lease.taken_at))
+
+    def _next_renewal(self, now: float) -> float:
+        return now + self.policy.ttl / 3
+
+    def renewing(self, lease: Lease) -> Procedure:
+        """Renew *lease* once (one ``extend``); return when it is due next, or None to stop.
+
+        Run by the renewer (``_renewal.py``). A lease past its term, or that the backend no
+        longer holds for its owner, is lost; one the backend cannot be asked about is tried
+        again within a second, until its term ends.
+        """
+        clock = DEFAULTS.clock
+        backend = self._backend()
+        sent = clock.monotonic()
+        if lease.released or lease._found_lost:
+            return None
+        if sent >= lease.valid_until:  # the process was paused, or renewals failed, too long
+            self._lose(lease, sent, cancel=True)
+            return None
+        try:
+            extended = yield Op("extend", (self._key(), lease.owner, self.policy.ttl), {}, backend)
+        except Exception as error:  # noqa: BLE001 - a lease is lost only when its term ends
+            backend_failed(self.name, backend, "extend", error)
+            return min(clock.monotonic() + min(self.policy.ttl / 3, 1.0), lease.valid_until)
+        now = clock.monotonic()
+        if not extended:
+            if not lease.released:  # else it was released while the renewal was on its way
+                self._lose(lease, now, cancel=True)
+            return None
+        lease.valid_until = sent + self.policy.ttl
         if DEFAULTS.observers:
-            held = now - lease.taken_at
-            event = (
-                LockLost(policy=self.name, time=now, held=held)
-                if lease.lost
-                else LockReleased(policy=self.name, time=now, held=held)
-            )
-            emit(DEFAULTS, event)
+            emit(DEFAULTS, LockRenewed(policy=self.name, time=now, held=now - lease.taken_at))
+        return self._next_renewal(now)
+
+    def _lose(self, lease: Lease, now: float, *, cancel: bool = False) -> None:
+        """Record that *lease* was found lost, and tell whoever asked to be told."""
+        if lease._found_lost:
+            return
+        lease._found_lost = True
+        if DEFAULTS.observers:
+            emit(DEFAULTS, LockLost(policy=self.name, time=now, held=now - lease.taken_at))
+        on_lost = self.policy.on_lost
+        if on_lost is not None:
+            try:
+                on_lost(lease)
+            except Exception:
+                _logger.exception("resilient: on_lost of lock %r raised", self.name)
+        task = lease._task
+        if cancel and task is not None and not task.done():
+            lease._cancelled = True
+            task.cancel(f"lock {self.name!r} was lost")
 
     def _unavailable(self, operation: str, error: Exception) -> BackendUnavailableError:
         backend = self._backend()

@@ -37,6 +37,7 @@ __all__ = [
     "LockContended",
     "LockLost",
     "LockReleased",
+    "LockRenewed",
     "Event",
     "RetriesExhausted",
     "RetryScheduled",
@@ -341,8 +342,25 @@ class LockReleased(Event):
 
 
 @attrs.frozen(kw_only=True)
+class LockRenewed(Event):
+    """A held lease was made to last its TTL again (``renew=True``).
+
+    Attributes:
+        held: Seconds since the lease was taken.
+    """
+
+    kind: ClassVar[str] = "lock.renewed"
+    severity: ClassVar[str] = "debug"
+    duration_fields: ClassVar[tuple[str, ...]] = ("held",)
+
+    held: float
+
+
+@attrs.frozen(kw_only=True)
 class LockLost(Event):
-    """A holder found its lease gone when releasing it: it ran out while the work went on.
+    """A lease was found gone while held: it ran out, or renewing it failed until it ran out.
+
+    Reported once per lease: by the renewer, or on release.
 
     Attributes:
         held: Seconds from taking the lease until it was found gone.
@@ -420,6 +438,7 @@ def all_event_types() -> tuple[type[Event], ...]:
         LockAcquired,
         LockContended,
         LockReleased,
+        LockRenewed,
         LockLost,
         BackendFailed,
         StoredValueRejected,

@@ -209,7 +209,10 @@ def test_a_cancelled_waiter_leaves_nothing_held() -> None:
         (lambda: lock(""), TypeError, "takes a name first"),
         (lambda: lock("x", ttl=0), ValueError, "ttl=0 must be more than zero"),
         (lambda: lock("x", timeout=-1), ValueError, "negative"),
-        (lambda: lock("x", renew=True), TypeError, "unknown keyword 'renew'"),  # type: ignore[call-arg]
+        (lambda: lock("x", renewal=True), TypeError, "unknown keyword 'renewal'"),  # type: ignore[call-arg]
+        (lambda: lock("x", renew=1), TypeError, "'renew' must be <class 'bool'>"),  # type: ignore[arg-type]
+        (lambda: lock("x", on_lost=print), TypeError, "pass renew=True too"),
+        (lambda: lock("x", renew=True, on_lost=3), TypeError, "'on_lost' must be callable"),  # type: ignore[arg-type]
         (lambda: lock("x", backend=object()), TypeError, "lacks lock, unlock"),
         (lambda: lock("x", 5), TypeError, "takes a LockPolicy or keyword arguments"),  # type: ignore[arg-type]
     ],

@@ -68,6 +68,7 @@ PUBLIC_MODULES = [
     "resilient.backends",
     "resilient.backends.memory",
     "resilient.backends.redis",
+    "resilient.backends.redlock",
     "resilient.backends.codec",
     "resilient.testing.contract",
     "resilient.testing.pytest_plugin",

@@ -2,8 +2,9 @@
 
 :class:`MemoryBackend` is the default and needs nothing installed. :class:`RedisBackend` shares
 state between processes and hosts (install ``resilient[redis]``); it stores values through a
-:class:`Codec`. Write your own against :class:`resilient.typing.Backend` and check it with
-:mod:`resilient.testing.contract`.
+:class:`Codec`. :class:`RedlockBackend` takes locks over several independent Redis masters
+(opt-in; see the Redlock page). Write your own against :class:`resilient.typing.Backend` and
+check it with :mod:`resilient.testing.contract`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,18 @@ from .memory import MemoryBackend
 
 if TYPE_CHECKING:
     from .redis import RedisBackend
+    from .redlock import RedlockBackend
 
-__all__ = ["Claim", "Codec", "Fetched", "Locked", "MemoryBackend", "RedisBackend", "Versioned"]
+__all__ = [
+    "Claim",
+    "Codec",
+    "Fetched",
+    "Locked",
+    "MemoryBackend",
+    "RedisBackend",
+    "RedlockBackend",
+    "Versioned",
+]
 
 
 def __getattr__(name: str) -> object:
@@ -26,4 +37,9 @@ def __getattr__(name: str) -> object:
         from .redis import RedisBackend  # noqa: PLC0415 - optional dependency, see above
 
         return RedisBackend
+    if name == "RedlockBackend":
+        # it imports the drivers, which import the configuration, which imports this package
+        from .redlock import RedlockBackend  # noqa: PLC0415 - see above
+
+        return RedlockBackend
     raise AttributeError(f"module 'resilient.backends' has no attribute {name!r}")

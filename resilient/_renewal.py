@@ -1,0 +1,141 @@
+# The renewers: what keeps held leases alive while their holders work.
+#
+# Rules:
+# - One renewer serves every lease of sync holders in the process (one daemon thread), and one
+#   per event loop serves the leases of that loop's tasks (one task): never a thread or a task
+#   per lease. Each starts with its first lease and ends when none is left, so an idle process
+#   has neither.
+# - The serving loop is written once, as a procedure: `run_sync` performs it in the thread,
+#   `run_async` in the task. It sleeps on a Signal until the next renewal is due or a lease is
+#   added or stopped, then lets each due lease's lock renew it (one `extend`).
+# - What a renewal means (when it is due next, when a lease counts as lost) is the lock's
+#   (`Lock._renewing`); the order of renewals is the schedule's (`_core/renewal.py`).
+# - A forked child starts with no renewer: its parent's thread does not survive the fork, and
+#   the leases it inherited are not renewed (they run out at their TTL; `lease.lost` says so).
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from ._config import DEFAULTS
+from ._core.renewal import Renewal, Schedule
+from ._drive import Join, Procedure, run_async, run_sync
+from ._signal import Signal
+
+__all__ = ["renew", "stop_renewing"]
+
+
+class _Renewer:
+    """The renewals one thread or one task serves."""
+
+    __slots__ = ("_lock", "_schedule", "_wake", "running")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._schedule = Schedule()
+        self._wake = Signal()
+        self.running: object = None  # the thread or task serving, while one does
+
+    def add(self, renewal: Renewal, start: Callable[[_Renewer], object]) -> None:
+        """Serve *renewal*; when nothing serves this renewer, start what will (``start``)."""
+        with self._lock:
+            self._schedule.add(renewal)
+            renewal.renewer = self
+            self._wake.fire()
+            if self.running is None:
+                self.running = start(self)
+
+    def stop(self, renewal: Renewal) -> None:
+        """Serve *renewal* no more."""
+        with self._lock:
+            self._schedule.stop(renewal)
+            self._wake.fire()
+
+    def serving(self) -> Procedure:
+        """Renew each lease when it is due, until none is left."""
+        clock = DEFAULTS.clock
+        try:
+            while True:
+                with self._lock:
+                    due = self._schedule.next_due()
+                    if due is None:
+                        self.running = None  # in the same step as the decision: add() starts anew
+                        return
+                    if self._wake.fired:
+                        self._wake = Signal()
+                    wake = self._wake
+                    now = clock.monotonic()
+                    renewals = self._schedule.pop_due(now) if due <= now else []
+                if not renewals:
+                    yield Join(wake, due - now)
+                for renewal in renewals:
+                    following = yield from _renew_once(renewal)
+                    with self._lock:
+                        if following is None or not renewal.active:
+                            self._schedule.stop(renewal)
+                        else:
+                            renewal.due = following
+                            self._schedule.again(renewal)
+        except BaseException:
+            with self._lock:  # the task was cancelled (its loop is closing)
+                self.running = None
+            raise
+
+
+def _renew_once(renewal: Renewal) -> Procedure:
+    """Renew *renewal*'s lease once; return when it is due next, or None to stop.
+
+    The lease is referred to strongly only in this frame, so that a lease its holder dropped
+    can be collected between two renewals.
+    """
+    lease = renewal.lease()
+    if lease is None:
+        return None
+    return (yield from renewal.lock.renewing(lease))
+
+
+_threads = _Renewer()  # the renewer of sync holders
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Renewer] = weakref.WeakKeyDictionary()
+_loops_lock = threading.Lock()
+
+
+def _forget() -> None:
+    global _threads  # noqa: PLW0603 - the child's renewers start anew
+    _threads = _Renewer()
+    _loops.clear()
+
+
+os.register_at_fork(after_in_child=_forget)
+
+
+def _start_task(renewer: _Renewer) -> object:
+    return asyncio.get_running_loop().create_task(run_async(renewer.serving()))
+
+
+def _start_thread(renewer: _Renewer) -> object:
+    thread = threading.Thread(
+        target=run_sync, args=(renewer.serving(),), name="resilient-renewer", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def renew(lock: Any, lease: object, due: float, *, in_loop: bool) -> Renewal:
+    """Keep *lease* renewed by *lock* from *due* on: by this loop's task, or the thread."""
+    renewal = Renewal(lock, lease, due)
+    if in_loop:
+        with _loops_lock:
+            renewer = _loops.setdefault(asyncio.get_running_loop(), _Renewer())
+        renewer.add(renewal, _start_task)
+    else:
+        _threads.add(renewal, _start_thread)
+    return renewal
+
+
+def stop_renewing(renewal: Renewal) -> None:
+    """Renew *renewal*'s lease no more."""
+    renewal.renewer.stop(renewal)
