@@ -202,11 +202,12 @@ class Lock:
 
     __slots__ = ("_stem", "name", "policy")
 
-    def __init__(self, name: str, policy: LockPolicy) -> None:
+    def __init__(self, name: str, policy: LockPolicy, *, stem: str | None = None) -> None:
         self.name = name
         self.policy = policy
-        digest = hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
-        self._stem = f":lock:{{{digest}}}"
+        if stem is None:  # where the lock lives, after the namespace
+            stem = f":lock:{{{hashlib.blake2b(name.encode(), digest_size=16).hexdigest()}}}"
+        self._stem = stem
 
     def __repr__(self) -> str:
         return f"<Lock {self.name!r} ttl={self.policy.ttl!r}>"

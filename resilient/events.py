@@ -33,6 +33,7 @@ __all__ = [
     "DedupeBypassed",
     "DedupeJoined",
     "DedupeLed",
+    "DedupeTakenOver",
     "LockAcquired",
     "LockContended",
     "LockLost",
@@ -290,6 +291,21 @@ class DedupeJoined(Event):
 
 
 @attrs.frozen(kw_only=True)
+class DedupeTakenOver(Event):
+    """A deduplicated call whose flight's leader was cancelled or died led a new flight.
+
+    Attributes:
+        waited: Seconds it waited for the leader that left.
+    """
+
+    kind: ClassVar[str] = "dedupe.taken_over"
+    severity: ClassVar[str] = "warning"
+    duration_fields: ClassVar[tuple[str, ...]] = ("waited",)
+
+    waited: float
+
+
+@attrs.frozen(kw_only=True)
 class DedupeBypassed(Event):
     """A deduplicated call ran on its own: ``max_flights`` keys were in flight already.
 
@@ -434,6 +450,7 @@ def all_event_types() -> tuple[type[Event], ...]:
         BreakerRejected,
         DedupeLed,
         DedupeJoined,
+        DedupeTakenOver,
         DedupeBypassed,
         LockAcquired,
         LockContended,

@@ -19,6 +19,7 @@ __all__ = [
     "LockLostError",
     "LockNotAcquiredError",
     "ResilientError",
+    "SharedFlightError",
     "UncacheableArgumentError",
 ]
 
@@ -87,6 +88,25 @@ class CodecError(ResilientError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class SharedFlightError(ResilientError):
+    """The call a ``@deduped(shared=True)`` call joined, in another process, raised.
+
+    An exception object does not cross processes: the followers there get this, naming the
+    leader's exception. Followers in the leader's own process get the very exception.
+
+    Attributes:
+        name: The deduplicated function's name.
+        error_type: The leader's exception type, e.g. ``"ConnectionError"``.
+        detail: ``str()`` of the leader's exception.
+    """
+
+    def __init__(self, name: str, error_type: str, detail: str) -> None:
+        super().__init__(f"{name}: the shared call this one joined raised {error_type}: {detail}")
+        self.name = name
+        self.error_type = error_type
+        self.detail = detail
 
 
 class LockNotAcquiredError(ResilientError):

@@ -153,16 +153,17 @@ return {0, version, record[2], time[1], time[2]}
 LOCK: Final = """
 -- KEYS: the lock (the claim key), its fencing token, the fencing counter
 -- ARGV: owner, ttl ms
--- Returns {token or false, PTTL}: the token taken (or held already by this owner), else false
--- and the holder's PTTL. A counter that is missing (new, or lost in a restart without
--- persistence) starts from the server's time in microseconds, above any token handed out
--- before unless more than a million were handed out per second since that one started.
+-- Returns {token or false, PTTL, holder}: the token taken (or held already by this owner),
+-- else false, the holder's PTTL and the holder's token. A counter that is missing (new, or
+-- lost in a restart without persistence) starts from the server's time in microseconds,
+-- above any token handed out before unless more than a million were handed out per second
+-- since that one started.
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   return {tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('PTTL', KEYS[1])}
 end
 if holder then
-  return {false, redis.call('PTTL', KEYS[1])}
+  return {false, redis.call('PTTL', KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0')}
 end
 if redis.call('EXISTS', KEYS[3]) == 0 then
   local time = redis.call('TIME')

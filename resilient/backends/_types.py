@@ -68,7 +68,11 @@ class Locked(NamedTuple):
         token: The fencing token of the lease taken (an integer greater than every token
             handed out for the key before), or ``None`` when another owner holds the lock.
         ttl: Seconds the lease has left: this caller's when taken, the holder's otherwise.
+        holder: When another owner holds the lock, the fencing token of its lease, if the
+            backend tells (``None`` otherwise): it names the holding, so that a waiter can tell
+            an outcome the holder left from an older one.
     """
 
     token: int | None
     ttl: float
+    holder: int | None = None

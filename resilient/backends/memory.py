@@ -126,7 +126,7 @@ class LruStore:
             if held is not None and held.expires_at > now:
                 if held.token == owner:
                     return Locked(self._fences[key], held.expires_at - now)
-                return Locked(None, held.expires_at - now)
+                return Locked(None, held.expires_at - now, self._fences.get(key))
             if held is not None:
                 held.released.fire()
             token = self._fences.get(key, 0) + 1

@@ -860,8 +860,11 @@ class RedisBackend:
     def _lock_steps(self, client: Any, key: str, owner: str, ttl: float) -> _Steps[Locked]:
         keys = (key + _CLAIM, key + _FENCING, key + _FENCE)
         args = (owner, _milliseconds(ttl, "ttl"))
-        token, pttl = yield from _LOCK.steps(client, keys, args)
-        return Locked(None if token is None else int(token), max(0, int(pttl)) / 1000)
+        token, pttl, *holder = yield from _LOCK.steps(client, keys, args)
+        ttl = max(0, int(pttl)) / 1000
+        if token is not None:
+            return Locked(int(token), ttl)
+        return Locked(None, ttl, int(holder[0]) or None)  # 0: a claim that is not a lock's
 
     def unlock(self, key: str, owner: str) -> bool:
         """Release *owner*'s lock on *key* and wake its waiters (one command)."""

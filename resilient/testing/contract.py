@@ -564,12 +564,16 @@ class BackendContract:
     def test_a_held_lock_refuses_another_owner_with_the_time_it_has_left(
         self, primitives: _Primitives
     ) -> None:
-        """Another owner gets no token, and learns how long the holder's lease has left."""
+        """Another owner gets no token, and learns how long the holder's lease has left.
+
+        A backend that names the holding (``holder``) names it by the holder's token.
+        """
         key = self.key("lock")
-        primitives.lock(key, self.token(), 5.0)
+        held = primitives.lock(key, self.token(), 5.0)
         refused = primitives.lock(key, self.token(), _LONG_TTL)
         assert refused.token is None
         assert 0 < refused.ttl <= 5.0
+        assert refused.holder in {None, held.token}
 
     def test_fencing_tokens_increase_with_every_holder(self, primitives: _Primitives) -> None:
         """Each lease taken gets a token greater than every one before it."""
