@@ -32,6 +32,7 @@ import attrs
 
 from ._blocks import Blocks
 from ._config import DEFAULTS
+from ._core.primitives import needs_primitives
 from ._core.renewal import Renewal
 from ._core.seconds import Seconds, non_negative_seconds, positive_seconds
 from ._decorate import Call, Decorator, Target, resolve_policy
@@ -55,15 +56,6 @@ def _ttl(value: Seconds) -> float:
 
 def _timeout(value: Seconds | None) -> float | None:
     return None if value is None else non_negative_seconds("timeout", value)
-
-
-def _check_backend(instance: object, attribute: object, value: object) -> None:
-    missing = [name for name in ("lock", "unlock", "wait_released") if not hasattr(value, name)]
-    if value is not None and missing:
-        raise TypeError(
-            f"backend={value!r} is not a backend: it lacks {', '.join(missing)}; use "
-            "resilient.backends.RedisBackend.from_url(url), or a MemoryBackend"
-        )
 
 
 @attrs.frozen(kw_only=True)
@@ -96,7 +88,9 @@ class LockPolicy:
         default=None, validator=attrs.validators.optional(attrs.validators.is_callable())
     )
     cancel_on_lost: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
-    backend: object = attrs.field(default=None, validator=_check_backend)
+    backend: object = attrs.field(
+        default=None, validator=needs_primitives("lock", "unlock", "extend", "wait_released")
+    )
 
     def __attrs_post_init__(self) -> None:
         if (self.on_lost is not None or self.cancel_on_lost) and not self.renew:

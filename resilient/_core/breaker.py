@@ -57,6 +57,7 @@ import attrs
 
 from ..typing import ExceptionPredicate, ExceptionTypes, ResultPredicate
 from .matching import Handling, Matching, convert_on, exception_types, matching_of
+from .primitives import needs_primitives
 from .seconds import Seconds, finite_number, positive_seconds
 from .window import FAILURE, CountWindow, TimeWindow, Window
 
@@ -240,17 +241,6 @@ def _sync_interval(value: Seconds) -> float:
     return positive_seconds("sync_interval", value)
 
 
-def _check_backend(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is None:
-        return
-    missing = [name for name in ("get_versioned", "set_versioned") if not hasattr(value, name)]
-    if missing:
-        raise TypeError(
-            f"backend={value!r} is not a backend: it lacks {', '.join(missing)}; use "
-            "resilient.backends.RedisBackend.from_url(url), or a MemoryBackend"
-        )
-
-
 def _probe_timeout(value: Seconds | None) -> float | None:
     return None if value is None else positive_seconds("probe_timeout", value)
 
@@ -324,7 +314,9 @@ class BreakerPolicy:
     probe_timeout: float | None = attrs.field(default=60.0, converter=_probe_timeout)
     fallback: Callable[..., Any] | None = attrs.field(default=None, validator=_check_callable)
     shared: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
-    backend: object = attrs.field(default=None, validator=_check_backend)
+    backend: object = attrs.field(
+        default=None, validator=needs_primitives("get_versioned", "set_versioned")
+    )
     sync_interval: float = attrs.field(default=0.25, converter=_sync_interval)
 
     _matching: Matching = attrs.field(

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import attrs
 
 from .cache import call_key, positive_size
+from .primitives import needs_primitives
 from .seconds import Seconds, positive_seconds
 
 __all__ = ["DedupePolicy"]
@@ -14,15 +15,6 @@ __all__ = ["DedupePolicy"]
 # What a shared flight does on the backend: take and renew its lease, store its outcome (which
 # releases the lease), and wait for and read it.
 _PRIMITIVES = ("lock", "unlock", "extend", "wait_released", "get", "put")
-
-
-def _check_backend(instance: object, attribute: object, value: object) -> None:
-    missing = [name for name in _PRIMITIVES if not hasattr(value, name)]
-    if value is not None and missing:
-        raise TypeError(
-            f"backend={value!r} is not a backend: it lacks {', '.join(missing)}; use "
-            "resilient.backends.RedisBackend.from_url(url), or a MemoryBackend"
-        )
 
 
 def _lease_ttl(value: Seconds) -> float:
@@ -55,7 +47,7 @@ class DedupePolicy:
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
     )
     shared: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
-    backend: object = attrs.field(default=None, validator=_check_backend)
+    backend: object = attrs.field(default=None, validator=needs_primitives(*_PRIMITIVES))
     lease_ttl: float = attrs.field(default=30.0, converter=_lease_ttl)
 
     def __attrs_post_init__(self) -> None:
