@@ -12,7 +12,7 @@ import pytest
 from cache_support import PATIENCE, EventLog
 
 from resilient import DedupePolicy, breaker, deduped, retry
-from resilient.events import DedupeBypassed, DedupeJoined, DedupeLed
+from resilient.events import DedupeBypassed, DedupeJoined, DedupeLed, DedupeTakenOver
 
 
 def together(count: int, call: Any) -> list[Any]:
@@ -122,7 +122,7 @@ def test_different_keys_fly_apart_and_key_says_what_is_one_call() -> None:
     assert sorted(runs) == [("EUR", -1), ("EUR", 1), ("EUR", 2)]
 
 
-def test_a_cancelled_leader_hands_the_flight_to_a_follower() -> None:
+def test_a_cancelled_leader_hands_the_flight_to_a_follower(log: EventLog) -> None:
     """Cancelling the leading task never cancels its followers: one of them runs instead."""
     runs = 0
     started = asyncio.Event()
@@ -148,6 +148,9 @@ def test_a_cancelled_leader_hands_the_flight_to_a_follower() -> None:
     assert isinstance(cancelled, asyncio.CancelledError)
     assert results == ["fetched"] * 5
     assert runs == 2
+    kinds = [type(event) for event in log.events]
+    assert kinds.count(DedupeTakenOver) == 1  # the follower that led next
+    assert kinds.count(DedupeJoined) == 4
 
 
 def test_a_cancelled_follower_leaves_the_flight_to_go_on() -> None:
