@@ -22,6 +22,11 @@ async def arates(currency: str) -> float:
     return 1.08
 
 
+@deduped(shared=True, lease_ttl=10, name="typing-shared")
+async def ashared(day: str) -> dict[str, str]:
+    return {"day": day}
+
+
 class Client:
     """A class with a deduplicated method."""
 
@@ -36,6 +41,7 @@ def check_signatures() -> None:
     assert_type(rates("USD", day=2), dict[str, float])
     assert_type(asyncio.run(arates("EUR")), float)
     assert_type(Client().get("/"), bytes)
+    assert_type(asyncio.run(ashared("2026-12-07")), dict[str, str])
 
 
 def _misuse() -> None:
@@ -45,4 +51,6 @@ def _misuse() -> None:
     number: int = asyncio.run(arates("EUR"))  # type: ignore[assignment]
     deduped(max_flight=3)  # type: ignore[call-arg]
     deduped(max_flights="3")  # type: ignore[arg-type]
+    deduped(shared="yes")  # type: ignore[arg-type]
+    deduped(shared=True, lease_ttl="10")  # type: ignore[arg-type]
     del number
