@@ -39,7 +39,9 @@ __all__ = ["Hub"]
 
 _logger = logging.getLogger("resilient")
 
-_TICK: Final = 0.1  # seconds between two looks at the channels wanted
+# Seconds between two looks at the channels wanted: the longest a new subscription waits for
+# its SUBSCRIBE to be sent (a wait for a lock pays it when its channel is not lingering).
+_TICK: Final = 0.02
 _PING: Final = 1.0  # seconds between two pings
 _DEAD_AFTER: Final = 3.0  # seconds without a pong after which the connection is dead
 _RETRY_FIRST: Final = 0.05  # seconds before connecting again, doubling up to _RETRY_MOST
@@ -56,13 +58,21 @@ class _DeadConnectionError(ConnectionError):
 class _Subscription:
     """One listener's hold on one channel of a :class:`Hub`."""
 
-    __slots__ = ("_hub", "channel", "linger", "listener")
+    __slots__ = ("_hub", "channel", "linger", "listener", "on_live")
 
-    def __init__(self, hub: Hub, channel: str, listener: Listener, linger: float) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        channel: str,
+        listener: Listener,
+        linger: float,
+        on_live: Callable[[], object] | None,
+    ) -> None:
         self._hub = hub
         self.channel = channel
         self.listener = listener
         self.linger = linger
+        self.on_live = on_live
 
     def __repr__(self) -> str:
         return f"<Subscription channel={self.channel!r} live={self.live}>"
@@ -99,12 +109,19 @@ class Hub:
         self._run: _Run | None = None
         self._failed_listeners: set[int] = set()
 
-    def subscribe(self, channel: str, listener: Listener, linger: float = 0.0) -> _Subscription:
+    def subscribe(
+        self,
+        channel: str,
+        listener: Listener,
+        linger: float = 0.0,
+        on_live: Callable[[], object] | None = None,
+    ) -> _Subscription:
         """Start delivering *channel*'s messages to *listener*; see ``Broadcaster.subscribe``.
 
-        The channel stays subscribed *linger* seconds after the subscription closes.
+        The channel stays subscribed *linger* seconds after the subscription closes;
+        *on_live* is called (in the thread) each time the subscription has become live.
         """
-        subscription = _Subscription(self, channel, listener, linger)
+        subscription = _Subscription(self, channel, listener, linger, on_live)
         with self._lock:
             if self._pid != os.getpid():
                 self._start()
@@ -219,8 +236,12 @@ class Hub:
                 channel = _text(message["channel"])
                 self._missed(run, {channel})
                 with self._lock:
-                    if channel in self._subscriptions and not run.stop.is_set():
+                    confirmed = list(self._subscriptions.get(channel, ()))
+                    if confirmed and not run.stop.is_set():
                         run.confirmed.add(channel)
+                for subscription in confirmed:
+                    if subscription.on_live is not None:
+                        subscription.on_live()
             elif kind == "message":
                 self._deliver(_text(message["channel"]), _text(message["data"]))
 

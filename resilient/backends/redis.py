@@ -1015,12 +1015,14 @@ class _Shared:
         self._signal = Signal()
         self._subscription: Subscription | None = None
 
-    def _heard(self, message: str | None) -> None:
-        self._signal.fire()
+    def _heard(self, message: str | None = None) -> None:
+        self._signal.fire()  # a message, messages missed, or the subscription became live
 
     def _subscribed(self) -> Subscription:
         if self._subscription is None:
-            self._subscription = self._hub.subscribe(self._channel, self._heard, linger=_LINGER)
+            self._subscription = self._hub.subscribe(
+                self._channel, self._heard, linger=_LINGER, on_live=self._heard
+            )
         return self._subscription
 
     def live_at_once(self) -> bool:
@@ -1028,13 +1030,16 @@ class _Shared:
 
     def armed(self, deadline: float) -> _Steps[bool]:
         subscription = self._subscribed()
-        while not subscription.live:
+        while True:
+            # a fresh signal before looking: becoming live (or a message) after the look fires
+            # it, and one before it shows in the look
+            self._signal = Signal()
+            if subscription.live:
+                return True
             left = deadline - time.monotonic()
             if left <= 0:
                 return False
             yield Join(self._signal, left)
-            self._signal = Signal()  # before the caller looks again: later messages fire it
-        return True
 
     def woken(self, deadline: float) -> _Steps[None]:
         left = deadline - time.monotonic()

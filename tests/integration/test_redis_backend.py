@@ -197,6 +197,33 @@ def test_the_shared_connection_ends_once_its_channels_have_lingered(
         backend.close()
 
 
+def test_a_release_right_after_a_first_wait_began_is_heard(fresh_redis: RedisServer) -> None:
+    """20 fresh keys, each released 2 ms into its first wait: every wait ends at once.
+
+    The wait subscribes then; the subscription's becoming live must wake it to look again,
+    or a release before that is missed until the claim would have run out.
+    """
+    backend = RedisBackend.from_url(fresh_redis.url)
+
+    async def one() -> float:
+        held, holder = key(), token()
+        assert (await backend.aget(held, claim=Claim(holder, 30))).claimed
+        waiter = asyncio.create_task(backend.await_released(held, 30))
+        await asyncio.sleep(0.002)
+        await backend.arelease(held, holder)
+        started = time.monotonic()
+        await asyncio.wait_for(waiter, 5)
+        return time.monotonic() - started
+
+    async def main() -> list[float]:
+        return [await one() for _ in range(20)]
+
+    try:
+        assert max(asyncio.run(main())) < 1.0
+    finally:
+        backend.close()
+
+
 def test_concurrent_waits_share_one_pubsub_connection(fresh_redis: RedisServer) -> None:
     """20 threads and 20 tasks waiting on 40 keys hold one pub/sub connection, and all wake."""
     backend = RedisBackend.from_url(fresh_redis.url)
