@@ -38,6 +38,7 @@ class _Held:
     token: str
     expires_at: float
     released: Signal = attrs.field(factory=Signal)
+    fence: int | None = None  # a lock's fencing token; None for a cache claim
 
 
 class LruStore:
@@ -47,7 +48,7 @@ class LruStore:
     clock's monotonic scale. Keys are any hashable values.
     """
 
-    __slots__ = ("_claims", "_fences", "_index_limit", "_indexes", "_lock", "data", "maxsize")
+    __slots__ = ("_claims", "_fence", "_index_limit", "_indexes", "_lock", "data", "maxsize")
 
     def __init__(self, maxsize: int) -> None:
         if isinstance(maxsize, bool) or maxsize < 1:
@@ -56,7 +57,9 @@ class LruStore:
         self.data: OrderedDict[Hashable, tuple[object, float]] = OrderedDict()
         self._lock = Lock()
         self._claims: dict[Hashable, _Held] = {}
-        self._fences: dict[Hashable, int] = {}  # the last fencing token of each lock
+        # The last fencing token handed out, for every lock of the store: one counter keeps
+        # each lock's tokens increasing without remembering a lock once it is released.
+        self._fence = 0
         self._indexes: dict[str, dict[Hashable, float]] = {}
         self._index_limit = 4 * maxsize
 
@@ -125,14 +128,13 @@ class LruStore:
             held = self._claims.get(key)
             if held is not None and held.expires_at > now:
                 if held.token == owner:
-                    return Locked(self._fences[key], held.expires_at - now)
-                return Locked(None, held.expires_at - now, self._fences.get(key))
+                    return Locked(held.fence, held.expires_at - now)
+                return Locked(None, held.expires_at - now, held.fence)
             if held is not None:
                 held.released.fire()
-            token = self._fences.get(key, 0) + 1
-            self._fences[key] = token
-            self._claims[key] = _Held(owner, now + ttl)
-            return Locked(token, ttl)
+            self._fence += 1
+            self._claims[key] = _Held(owner, now + ttl, fence=self._fence)
+            return Locked(self._fence, ttl)
 
     def extend(self, key: Hashable, owner: str, ttl: float, now: float) -> bool:
         """Make *owner*'s live claim on *key* last *ttl* more seconds."""

@@ -23,3 +23,19 @@ def test_expired_values_leave_their_indexes_when_many_come_and_go() -> None:
         now = float(user)
         store.put(user, "x", ttl=0.5, indexes=[f"user:{user}"], token=None, now=now)
     assert len(store._indexes) <= 4 * 1_000 + 1
+
+
+def test_locks_on_many_names_keep_nothing_once_released() -> None:
+    """A lock per call ("order:{id}", a shared flight per key) keeps no state per name ever used.
+
+    Fencing tokens still go up for each name: one counter serves every lock of the store.
+    """
+    store = LruStore(maxsize=100)
+    tokens: list[int] = []
+    for order in range(10_000):
+        locked = store.lock(f"order:{order % 50}", "owner", ttl=30, now=0.0)
+        assert locked.token is not None
+        tokens.append(locked.token)
+        assert store.unlock(f"order:{order % 50}", "owner", now=0.0)
+    assert store._claims == {}
+    assert tokens == sorted(set(tokens))
