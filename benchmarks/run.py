@@ -1,15 +1,18 @@
-"""Measure `resilient.retry`, `.breaker` and `.cached` side by side with the anchor libraries.
+"""Measure `resilient.retry`, `.breaker`, `.cached`, `.lock` and `.deduped` beside the anchors.
 
 Every candidate wraps the same function and is timed in batches, interleaved round-robin with
 the others in one process run; the result is each candidate's cost as a ratio to a baseline of
 the same scenario (a bare call; for Redis, redis-py doing the same commands by hand), because on
 a shared machine absolute times are noise but ratios measured side by side are not. The Redis
 scenarios start their own `redis-server` (benchmarks/cache.py) and count the commands each
-candidate sends. See docs/benchmarks.md for the method and the latest measured tables.
+candidate sends. Two parts are not timed in batches: contended locks (benchmarks/lock.py:
+processes hammering one lock, acquisitions per second) and dedupe (benchmarks/dedupe.py: many
+callers of one slow function, wall time to serve them all). See docs/benchmarks.md for the
+method and the latest measured tables.
 
-Run: ``python benchmarks/run.py`` (about a minute), ``--quick`` for a smoke test,
+Run: ``python benchmarks/run.py`` (about two minutes), ``--quick`` for a smoke test,
 ``--markdown`` for the tables as markdown, ``--check`` to exit 1 when a target is missed,
-``--only retry``, ``--only breaker`` or ``--only cache`` for one part.
+``--only retry`` (or breaker, cache, lock, dedupe) for one part.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, Protocol, TypeAlias
 
 import backoff
 import breaker  # benchmarks/breaker.py, beside this file
 import cache  # benchmarks/cache.py, beside this file
+import dedupe  # benchmarks/dedupe.py, beside this file
+import lock  # benchmarks/lock.py, beside this file
 import stamina
 import tenacity
 
@@ -182,6 +187,14 @@ def disable_logging() -> None:
 # -- scenarios -----------------------------------------------------------------------------------
 
 
+class Server(Protocol):
+    """Where a Redis scenario's commands are counted: a `cache.RedisServer`, or `lock.Masters`."""
+
+    def watch(self, calls: int, make_calls: Callable[[], object]) -> cache.Commands: ...
+
+    def snapshot(self, *, before: bool) -> cache.Snapshot: ...
+
+
 class Scenario(NamedTuple):
     """One thing measured: a function, the candidates that decorate it, and their baseline."""
 
@@ -192,7 +205,7 @@ class Scenario(NamedTuple):
     baseline: str  # the candidate every ratio of this scenario is taken to
     verify: Verify
     fresh: bool = False  # each call with an argument never used before: a cache miss
-    server: cache.RedisServer | None = None  # when set, count each candidate's commands
+    server: Server | None = None  # when set, count each candidate's commands
 
 
 Verify: TypeAlias = Callable[[Scenario, str, asyncio.Runner], None]
@@ -347,6 +360,39 @@ def cache_scenarios(candidates: cache.Candidates, server: cache.RedisServer) -> 
     ]
 
 
+def verify_lock(scenario: Scenario, name: str, runner: asyncio.Runner) -> None:
+    """Check that the candidate answers like the function and that it really excludes."""
+    lock.check_locking(name, scenario.candidates[name], scenario.function, runner)
+
+
+LOCK_SYNC, LOCK_ASYNC = "redis lock sync", "redis lock async"
+
+
+def lock_scenarios(candidates: lock.Candidates, masters: lock.Masters) -> list[Scenario]:
+    """Return the uncontended lock scenarios: one acquire+release per call, ratios to raw."""
+    return [
+        Scenario(LOCK_SYNC, "sync", succeed, candidates.sync(), RAW, verify_lock, server=masters),
+        Scenario(
+            LOCK_ASYNC,
+            "async",
+            asucceed,
+            candidates.asynchronous(),
+            RAW,
+            verify_lock,
+            server=masters,
+        ),
+    ]
+
+
+def dedupe_scenarios(candidates: dedupe.Candidates, *, quick: bool) -> list[dedupe.Scenario]:
+    """Return the dedupe scenarios: concurrent awaits, and threads, of one key."""
+    awaits = 100 if quick else 1_000
+    return [
+        dedupe.Scenario(f"{awaits:,} awaits", "async", awaits, candidates.asynchronous()),
+        dedupe.Scenario("64 threads", "threads", 64, dedupe.THREAD_CANDIDATES),
+    ]
+
+
 # Every path shares one batch loop per mode: a try block costs nothing until something raises
 # (CPython 3.11+), so the success path pays nothing for the handler the failure path needs, and
 # iterating over the arguments costs every candidate of a scenario alike.
@@ -470,6 +516,8 @@ class Bench:
 class Results(NamedTuple):
     scenarios: list[Scenario]
     benches: dict[tuple[str, str], Bench]  # (scenario label, candidate) -> bench
+    contended: lock.Contended | None = None
+    dedupe: dedupe.Results | None = None
 
     def ratio(self, label: str, name: str, to: str | None = None) -> float:
         benches = self.benches
@@ -520,6 +568,9 @@ class Target(NamedTuple):
     limit: float
     at_most: bool
 
+    def applies(self, results: Results) -> bool:
+        return (self.label, self.candidate) in results.benches
+
     def check(self, results: Results) -> tuple[bool, str]:
         value = results.ratio(self.label, self.candidate, to=self.baseline)
         holds = value <= self.limit if self.at_most else value >= self.limit
@@ -536,6 +587,9 @@ class CommandTarget(NamedTuple):
     label: str
     candidate: str
     commands: int
+
+    def applies(self, results: Results) -> bool:
+        return (self.label, self.candidate) in results.benches
 
     def check(self, results: Results) -> tuple[bool, str]:
         counted = results.benches[self.label, self.candidate].commands
@@ -560,6 +614,9 @@ class AmortizedCommands(NamedTuple):
     candidate: str
     limit: float
 
+    def applies(self, results: Results) -> bool:
+        return (self.label, self.candidate) in results.benches
+
     def check(self, results: Results) -> tuple[bool, str]:
         usage = results.benches[self.label, self.candidate].usage
         value = usage.commands / max(usage.calls, 1)
@@ -570,7 +627,66 @@ class AmortizedCommands(NamedTuple):
         )
 
 
-TARGETS: tuple[Target | CommandTarget | AmortizedCommands, ...] = (
+class ThroughputTarget(NamedTuple):
+    """Contended: *candidate* takes the lock at least *limit* times as often as *baseline*."""
+
+    candidate: str
+    baseline: str
+    limit: float
+
+    def applies(self, results: Results) -> bool:
+        return results.contended is not None
+
+    def check(self, results: Results) -> tuple[bool, str]:
+        contended = results.contended
+        assert contended is not None
+        value, floor = contended.best(self.candidate), contended.best(self.baseline)
+        holds = value >= self.limit * floor
+        return holds, (
+            f"{'PASS' if holds else 'FAIL'}  contended lock, {lock.PROCESSES} processes: "
+            f"{self.candidate} = {value:.0f} acquisitions/s, {value / floor:.2f}x "
+            f"{self.baseline} ({floor:.0f}/s; target >= {self.limit:g}x)"
+        )
+
+
+class DedupeTarget(NamedTuple):
+    """Dedupe: *candidate* serves every caller at most *limit* times as slowly as the baseline.
+
+    In the scenario of *mode*, with the function run *executions* times for all the callers.
+    """
+
+    mode: str
+    candidate: str
+    limit: float
+    executions: int = 1
+
+    def _scenario(self, results: Results) -> dedupe.Scenario | None:
+        if results.dedupe is None:
+            return None
+        return next((s for s in results.dedupe.scenarios if s.mode == self.mode), None)
+
+    def applies(self, results: Results) -> bool:
+        return self._scenario(results) is not None
+
+    def check(self, results: Results) -> tuple[bool, str]:
+        scenario = self._scenario(results)
+        assert scenario is not None
+        assert results.dedupe is not None
+        best = results.dedupe.benches[scenario.label, self.candidate].best
+        ratio = results.dedupe.ratio(scenario.label, self.candidate)
+        holds = ratio is not None and ratio <= self.limit and best.executions == self.executions
+        measured = "failed" if ratio is None else f"{ratio:.2f}x {scenario.baseline}"
+        return holds, (
+            f"{'PASS' if holds else 'FAIL'}  dedupe {scenario.label}: {self.candidate} = "
+            f"{best.seconds * 1000:.1f} ms, {measured}, {best.executions} execution"
+            f"{'' if best.executions == 1 else 's'} ({best.describe(scenario.callers)}; "
+            f"target <= {self.limit:g}x, {self.executions} execution)"
+        )
+
+
+AnyTarget: TypeAlias = Target | CommandTarget | AmortizedCommands | ThroughputTarget | DedupeTarget
+
+TARGETS: tuple[AnyTarget, ...] = (
     Target(SUCCESS_SYNC, RESILIENT, BARE, 15, at_most=True),
     Target(SUCCESS_ASYNC, RESILIENT, BARE, 20, at_most=True),
     # "at least 5x faster than backoff, the fastest anchor"
@@ -599,6 +715,17 @@ TARGETS: tuple[Target | CommandTarget | AmortizedCommands, ...] = (
     Target(REDIS_HIT_ASYNC, cache.CACHED, cache.RAW, 1.1, at_most=True),
     Target(REDIS_MISS_SYNC, cache.CACHED, cache.RAW, 1.1, at_most=True),
     Target(REDIS_MISS_ASYNC, cache.CACHED, cache.RAW, 1.1, at_most=True),
+    # "one command to acquire and one to release"
+    CommandTarget(LOCK_SYNC, lock.LOCK, 2),
+    CommandTarget(LOCK_ASYNC, lock.LOCK, 2),
+    # "within 10-20% of the raw floor": the upper end
+    Target(LOCK_SYNC, lock.LOCK, RAW, 1.2, at_most=True),
+    Target(LOCK_ASYNC, lock.LOCK, RAW, 1.2, at_most=True),
+    # "at least as many acquisitions per second as redis-py's Lock polling every millisecond"
+    ThroughputTarget(lock.LOCK, lock.REDIS_PY_FAST, 1),
+    # the runner's own: one execution for all the callers, close to a hand-written single flight
+    DedupeTarget("async", dedupe.DEDUPED, 1.5),
+    DedupeTarget("threads", dedupe.DEDUPED, 1.5),
 )
 
 
@@ -607,6 +734,7 @@ def machine(server: cache.RedisServer | None) -> str:
     names += ["circuitbreaker", "purgatory", "pybreaker", "aiobreaker"]
     if server is not None:
         names += ["cachetools", "dogpile.cache", "aiocache", "cashews", "redis", "hiredis"]
+        names += ["python-redis-lock", "pottery"]
     versions = []
     for name in names:
         try:
@@ -700,6 +828,69 @@ def _microseconds(value: float) -> str:
     return f"{value:.0f} us" if value >= 10 else f"{value:.2g} us"
 
 
+def contended_table(contended: lock.Contended, *, markdown: bool) -> str:
+    """One row per contended candidate: acquisitions per second, and how they were shared."""
+    rows = [
+        [
+            "candidate",
+            "acquisitions/s (best round)",
+            "median round",
+            f"x {lock.REDIS_PY_FAST}",
+            "per process (best round)",
+            "Redis commands per acquisition",
+            "connections opened per acquisition",
+            "two holders at once",
+        ]
+    ]
+    floor = contended.best(lock.REDIS_PY_FAST)
+    for name, rounds in contended.rounds.items():
+        best = max(rounds, key=lock.Round.rate)
+        rows.append(
+            [
+                name,
+                f"{best.rate():.0f}",
+                f"{contended.median(name):.0f}",
+                f"{contended.best(name) / floor:.2f}" if floor else "-",
+                " / ".join(str(count) for count in best.acquisitions),
+                f"{best.per_acquisition(best.commands):.1f}",
+                f"{best.per_acquisition(best.connections):.2f}",
+                str(sum(round_.overlaps for round_ in rounds)),
+            ]
+        )
+    return render(rows, markdown=markdown)
+
+
+def dedupe_table(results: dedupe.Results, *, markdown: bool) -> str:
+    """One row per dedupe scenario and candidate: wall time, ratio, executions, failures."""
+    rows = [
+        [
+            "scenario: candidate",
+            "wall time",
+            f"x {dedupe.SINGLE_FLIGHT}",
+            "beyond the work, per caller",
+            "executions",
+            "callers",
+        ]
+    ]
+    for (label, name), bench in results.benches.items():
+        best = bench.best
+        ratio = results.ratio(label, name)
+        wall = f"{best.seconds * 1000:.1f} ms"
+        if not markdown and len(bench.trials) > 1:
+            wall += f" +{bench.noise():.0%}"
+        rows.append(
+            [
+                f"{label}: {name}",
+                wall,
+                "-" if ratio is None else f"{ratio:.2f}",
+                _microseconds((best.seconds - dedupe.WORK) * 1e6 / bench.scenario.callers),
+                f"{best.executions:,}",
+                best.describe(bench.scenario.callers),
+            ]
+        )
+    return render(rows, markdown=markdown)
+
+
 def report(results: Results, *, markdown: bool) -> list[str]:
     """Return the tables for the scenarios that ran, each with a heading line."""
     ran = [scenario.label for scenario in results.scenarios]
@@ -707,7 +898,12 @@ def report(results: Results, *, markdown: bool) -> list[str]:
     closed = [label for label in ran if label in {s.label for s in BREAKER_SCENARIOS}]
     memory = [label for label in ran if label in (HIT_SYNC, HIT_ASYNC)]
     shared = [label for label in ran if label.startswith("redis breaker")]
-    redis = [label for label in ran if label.startswith("redis") and label not in shared]
+    locks = [label for label in ran if label in (LOCK_SYNC, LOCK_ASYNC)]
+    redis = [
+        label
+        for label in ran
+        if label.startswith("redis") and label not in shared and label not in locks
+    ]
     heading = "### " if markdown else "== "
     parts = []
     if retry:
@@ -725,6 +921,20 @@ def report(results: Results, *, markdown: bool) -> list[str]:
     if shared:
         table = redis_table(results, shared, markdown=markdown)
         parts.append(f"{heading}Redis breaker, closed\n\n{table}")
+    if locks:
+        table = redis_table(results, locks, markdown=markdown)
+        parts.append(f"{heading}Redis lock, uncontended acquire+release\n\n{table}")
+    if results.contended is not None:
+        table = contended_table(results.contended, markdown=markdown)
+        title = (
+            f"Redis lock, contended: {lock.PROCESSES} processes, one name, "
+            f"{results.contended.seconds:g} s per round"
+        )
+        parts.append(f"{heading}{title}\n\n{table}")
+    if results.dedupe is not None:
+        table = dedupe_table(results.dedupe, markdown=markdown)
+        title = f"dedupe: concurrent callers of one {dedupe.WORK * 1000:g} ms function, one key"
+        parts.append(f"{heading}{title}\n\n{table}")
     return parts
 
 
@@ -742,7 +952,18 @@ def info(results: Results) -> list[str]:
                 f"info  {label}: {cache.CACHED} = {results.ratio(label, cache.CACHED):.2f}x "
                 f"{BARE}, of which {cache.WRAPPER} = {floor:.2f}x"
             )
+    # the raw floor is two round trips: what each lock costs in round trips of this machine
+    for label in (LOCK_SYNC, LOCK_ASYNC):
+        if (label, RAW) not in results.benches:
+            continue
+        for scenario, name in results.benches:
+            if scenario == label and name != RAW:
+                trips = 2 * results.ratio(label, name)
+                lines.append(f"info  {label}: {name} = {trips:.1f} round trips of {RAW}")
     return lines
+
+
+PARTS = ("retry", "breaker", "cache", "lock", "dedupe")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -751,38 +972,69 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument("--rounds", type=int, help="rounds of batches (default 40; quick 3)")
-    parser.add_argument("--only", choices=["retry", "breaker", "cache"], help="run one part only")
+    parser.add_argument("--only", choices=PARTS, help="run one part only")
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 40)
     batch_ms = 2.0 if args.quick else 10.0
+    parts = [args.only] if args.only else list(PARTS)
+    # contended locks: rounds of this many seconds; dedupe: rounds of one trial per candidate
+    contended_seconds, contended_rounds = (0.25, 1) if args.quick else (2.0, 3)
+    dedupe_rounds, dedupe_timeout = (1, 20.0) if args.quick else (5, 60.0)
 
     with contextlib.ExitStack() as stack:
-        server = None
-        if args.only in (None, "cache", "breaker"):
+        server = masters = None
+        if {"cache", "breaker", "lock", "dedupe"} & set(parts):
             try:
                 server = stack.enter_context(cache.RedisServer())
+                masters = stack.enter_context(lock.Masters(server)) if "lock" in parts else None
             except cache.RedisUnavailableError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
-        print(f"{machine(server)}\n{rounds} rounds, batches of ~{batch_ms:g} ms, fastest batch")
+        print(machine(server))
+        if parts != ["dedupe"]:
+            print(f"{rounds} rounds, batches of ~{batch_ms:g} ms, fastest batch")
+        if "lock" in parts:
+            print(
+                f"contended lock: {contended_rounds} round(s) of {contended_seconds:g} s per "
+                "candidate, best round"
+            )
+        if "dedupe" in parts:
+            print(f"dedupe: {dedupe_rounds} trial(s) per candidate, fastest trial")
         if not args.markdown:
             print("(+N%: how much slower the median batch was, i.e. the machine's noise)")
         print()
         runner = stack.enter_context(asyncio.Runner())
-        scenarios = []
-        if args.only in (None, "retry"):
+        scenarios: list[Scenario] = []
+        if "retry" in parts:
             scenarios += RETRY_SCENARIOS
-        if args.only in (None, "breaker"):
+        if "breaker" in parts:
             scenarios += BREAKER_SCENARIOS
-        if server is not None and args.only in (None, "breaker"):
+        if server is not None and "breaker" in parts:
             shared = breaker.SharedCandidates(server.url)
             stack.callback(shared.close, runner)
             scenarios += shared_breaker_scenarios(shared, server)
-        if server is not None and args.only in (None, "cache"):
+        if server is not None and "cache" in parts:
             candidates = cache.Candidates(server.url)
             stack.callback(candidates.close, runner)
             scenarios += cache_scenarios(candidates, server)
-        results = run(rounds, batch_ms, runner, scenarios)
+        if masters is not None:
+            locks = lock.Candidates(masters)
+            stack.callback(locks.close, runner)
+            scenarios += lock_scenarios(locks, masters)
+        results = run(rounds, batch_ms, runner, scenarios) if scenarios else Results([], {})
+        if server is not None and "lock" in parts:
+            contended = lock.contend(server, seconds=contended_seconds, rounds=contended_rounds)
+            results = results._replace(contended=contended)
+        if server is not None and "dedupe" in parts:
+            shared_calls = dedupe.Candidates(server.url)
+            stack.callback(shared_calls.close, runner)
+            dedupe_results = dedupe.run(
+                dedupe_scenarios(shared_calls, quick=args.quick),
+                dedupe_rounds,
+                runner,
+                timeout=dedupe_timeout,
+            )
+            results = results._replace(dedupe=dedupe_results)
     for part in report(results, markdown=args.markdown):
         print(part, end="\n\n")
     bullet = "- " if args.markdown else ""
@@ -790,7 +1042,7 @@ def main(argv: list[str] | None = None) -> int:
         print(bullet + line)
     missed = 0
     for target in TARGETS:
-        if (target.label, target.candidate) in results.benches:
+        if target.applies(results):
             holds, line = target.check(results)
             missed += not holds
             print(bullet + line)

@@ -1,6 +1,11 @@
+import asyncio
+import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -25,6 +30,42 @@ BREAKER_CANDIDATES = {
 REDIS_CANDIDATES = {
     "sync": ("raw redis-py", "resilient.cached", "dogpile.cache"),
     "async": ("raw redis-py", "resilient.cached", "aiocache", "cashews"),
+}
+LOCK_CANDIDATES = {
+    "sync": (
+        "raw redis-py",
+        "resilient.lock",
+        "redis-py Lock",
+        "python-redis-lock",
+        "pottery Redlock, 1 master",
+        "pottery Redlock, 3 masters",
+    ),
+    "async": (
+        "raw redis-py",
+        "resilient.lock",
+        "redis-py Lock",
+        "pottery AIORedlock, 1 master",
+        "pottery AIORedlock, 3 masters",
+    ),
+}
+CONTENDED_CANDIDATES = (
+    "resilient.lock",
+    "redis-py Lock(sleep=0.001)",
+    "redis-py Lock (default sleep=0.1)",
+    "python-redis-lock",
+)
+DEDUPE_CANDIDATES = {
+    "100 awaits": (
+        "hand-written single flight",
+        "no dedupe",
+        "resilient.deduped",
+        "cashews thunder_protection",
+        "cashews @cache(lock=True), mem://",
+        "cashews @cache(lock=True), redis://",
+        "aiocache cached_stampede, memory",
+        "aiocache cached_stampede, redis",
+    ),
+    "64 threads": ("hand-written single flight", "no dedupe", "resilient.deduped"),
 }
 
 
@@ -74,3 +115,64 @@ def test_benchmark_runner_counts_one_redis_command_per_hit_and_two_per_miss(
         for mode in ("sync", "async"):
             line = f"PASS  redis {scenario} {mode}: resilient.cached sends {commands} per call"
             assert line in quick_run
+
+
+def test_benchmark_runner_counts_two_redis_commands_per_lock_and_release(quick_run: str) -> None:
+    """Every lock candidate is checked to exclude, and `resilient.lock` sends 2 commands."""
+    for mode, candidates in LOCK_CANDIDATES.items():
+        for candidate in candidates:
+            assert f"redis lock {mode}: {candidate}" in quick_run
+        line = f"PASS  redis lock {mode}: resilient.lock sends 2 commands per call (EVALSHA x2"
+        assert line in quick_run
+    assert "Redis lock, contended: 4 processes, one name" in quick_run
+    for candidate in CONTENDED_CANDIDATES:
+        # the last column counts the times two processes were in the critical section at once
+        assert re.search(rf"^{re.escape(candidate)} .* 0$", quick_run, re.MULTILINE), candidate
+
+
+def test_benchmark_runner_serves_every_dedupe_caller(quick_run: str) -> None:
+    """Every dedupe candidate is reported, and `@deduped` runs the function once per flight."""
+    for scenario, candidates in DEDUPE_CANDIDATES.items():
+        for candidate in candidates:
+            assert f"{scenario}: {candidate}" in quick_run
+        served = scenario.split()[0]
+        line = rf"dedupe {scenario}: resilient\.deduped = .* 1 execution \(all {served} served"
+        assert re.search(line, quick_run), scenario
+
+
+def _benchmark_module(name: str) -> ModuleType:
+    """Import benchmarks/<name>.py, which is not a package, under a name of its own."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", RUNNER.parent / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dedupe_benchmark_reports_failed_callers_instead_of_crashing() -> None:
+    """A candidate that fails some callers (aiocache's "Too many connections") is a result."""
+    dedupe = _benchmark_module("dedupe")
+    calls = 0
+
+    def overloaded(function: Any) -> Any:
+        async def call(key: int) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls % 2 == 0:
+                raise ConnectionError("Too many connections")
+            return await function(key)
+
+        return call
+
+    candidates = {dedupe.SINGLE_FLIGHT: dedupe.single_flight, "overloaded": overloaded}
+    scenario = dedupe.Scenario("4 awaits", "async", 4, candidates)
+    with asyncio.Runner() as runner:
+        results = dedupe.run([scenario], 2, runner, timeout=10.0)
+    failing = results.benches["4 awaits", "overloaded"]
+    assert len(failing.trials) == 1  # a failing candidate is tried once
+    assert failing.best.failed == 2
+    assert failing.best.describe(4) == "2 of 4 failed: ConnectionError: Too many connections"
+    assert results.ratio("4 awaits", "overloaded") is None
+    flight = results.benches["4 awaits", dedupe.SINGLE_FLIGHT].best
+    assert (flight.failed, flight.executions) == (0, 1)
