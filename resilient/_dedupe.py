@@ -26,7 +26,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from collections.abc import Callable, Hashable
 from datetime import timedelta
@@ -162,14 +161,7 @@ class _Deduping:
             if locked.token is not None:
                 if followed:
                     self._emit(DedupeTakenOver, waited=sent - start)
-                lease = Lease(
-                    self.name,
-                    locked.token,
-                    ttl,
-                    owner=owner,
-                    taken_at=sent,
-                    valid_until=sent + locked.ttl,
-                )
+                lease = Lease.granted(self.name, locked, ttl, owner, sent=sent, now=sent)
                 return (yield from self._lead(guard, lease, in_loop=in_loop))
             followed = True
             try:
@@ -197,7 +189,7 @@ class _Deduping:
                 failure = (type_name(error), str(error))
                 yield from self._land(guard, lease, (lease.token, False, failure))
             else:  # cancelled or interrupted: release the lease with no outcome, for a waiter
-                yield from _let_go(guard, lease.owner)
+                yield from guard.let_go(lease.owner)
             raise
         lease.released = True
         stop_renewing(renewal)
@@ -216,12 +208,12 @@ class _Deduping:
             yield from self._land(guard, lease, (lease.token, False, refused))
         except Exception as error:  # noqa: BLE001 - the waiters take over once it is released
             backend_failed(self.name, backend, "put", error)
-            yield from _let_go(guard, lease.owner)
+            yield from guard.let_go(lease.owner)
 
     def _alone(self, guard: Lock, owner: str, operation: str, error: Exception) -> Procedure:
         """The backend failed: report it, give back what may have been taken, and run here."""
         backend_failed(self.name, guard._backend(), operation, error)
-        yield from _let_go(guard, owner)
+        yield from guard.let_go(owner)
         return (yield CALL)
 
     def _emit(
@@ -248,12 +240,6 @@ def _landed(outcome: object, holder: int | None) -> bool:
         and type(outcome[0]) is int
         and (holder is None or outcome[0] >= holder)
     )
-
-
-def _let_go(guard: Lock, owner: str) -> Procedure:
-    # best effort: when the backend fails again, the lease's TTL bounds the rest
-    with contextlib.suppress(Exception):
-        yield Op("unlock", (guard._key(), owner), {}, guard._backend())
 
 
 @attrs.frozen

@@ -152,6 +152,17 @@ class Lease:
         self._task: asyncio.Task[Any] | None = None  # to cancel when found lost
         self._cancelled = False  # whether it was
 
+    @classmethod
+    def granted(
+        cls, name: str, locked: Locked, ttl: float, owner: str, *, sent: float, now: float
+    ) -> Lease:
+        """The lease *locked* granted to *owner*, asked for at *sent*, answered at *now*."""
+        assert locked.token is not None
+        # its term counts from before the request: never longer than the backend's
+        return cls(
+            name, locked.token, ttl, owner=owner, taken_at=now, valid_until=sent + locked.ttl
+        )
+
     def __repr__(self) -> str:
         return f"Lease(name={self.name!r}, token={self.token!r}, lost={self.lost!r})"
 
@@ -300,7 +311,7 @@ class Lock:
                 locked: Locked = yield Op("lock", (key, owner, ttl), {})
             except BaseException as error:
                 # the lock may have been taken before the reply was lost: give it back
-                yield from self._let_go(key, owner)
+                yield from self.let_go(owner)
                 if isinstance(error, Exception):
                     raise self._unavailable("lock", error) from error
                 raise
@@ -308,14 +319,7 @@ class Lock:
             if locked.token is not None:
                 if DEFAULTS.observers:
                     emit(DEFAULTS, LockAcquired(policy=self.name, time=now, waited=now - start))
-                return Lease(
-                    self.name,
-                    locked.token,
-                    ttl,
-                    owner=owner,
-                    taken_at=now,
-                    valid_until=sent + locked.ttl,
-                )
+                return Lease.granted(self.name, locked, ttl, owner, sent=sent, now=now)
             if not contended and DEFAULTS.observers:
                 emit(DEFAULTS, LockContended(policy=self.name, time=now))
             contended = True
@@ -327,10 +331,10 @@ class Lock:
             except Exception as error:
                 raise self._unavailable("wait_released", error) from error
 
-    def _let_go(self, key: str, owner: str) -> Procedure:
-        # best effort: when the backend fails again, the lease's TTL bounds the rest
+    def let_go(self, owner: str) -> Procedure:
+        """Release what *owner* may hold, if the backend answers: its TTL bounds it otherwise."""
         with contextlib.suppress(Exception):
-            yield Op("unlock", (key, owner), {})
+            yield Op("unlock", (self._key(), owner), {}, self._backend())
 
     def _releasing(self, lease: Lease) -> Procedure:
         try:
