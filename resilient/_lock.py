@@ -340,7 +340,14 @@ class Lock:
         try:
             released = yield Op("unlock", (self._key(), lease.owner), {})
         except Exception as error:
-            raise self._unavailable("unlock", error) from error
+            now = DEFAULTS.clock.monotonic()
+            if not (lease._found_lost or now >= lease.valid_until):
+                raise self._unavailable("unlock", error) from error
+            # the lease is over whatever the backend would say: the holder must hear that
+            # (LockLostError), not that the release of nothing could not be sent
+            backend_failed(self.name, self._backend(), "unlock", error)
+            self._lose(lease, now)
+            return
         now = DEFAULTS.clock.monotonic()
         if not released:
             self._lose(lease, now)
