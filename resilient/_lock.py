@@ -22,11 +22,13 @@ import contextlib
 import hashlib
 import logging
 import math
+import os
 import secrets
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack
+from typing import Any, ClassVar, ParamSpec, TypedDict, TypeVar, Unpack
 
 import attrs
 
@@ -36,8 +38,9 @@ from ._core.primitives import needs_primitives
 from ._core.renewal import Renewal
 from ._core.seconds import Seconds, non_negative_seconds, positive_seconds
 from ._decorate import Call, Decorator, Target, resolve_policy
-from ._drive import Op, Procedure, backend_failed, emit, run_async, run_sync
+from ._drive import Join, Op, Procedure, backend_failed, emit, run_async, run_sync
 from ._renewal import renew, stop_renewing
+from ._signal import Signal
 from .backends._types import Locked
 from .events import LockAcquired, LockContended, LockLost, LockReleased, LockRenewed
 from .exceptions import BackendUnavailableError, LockLostError, LockNotAcquiredError
@@ -304,32 +307,45 @@ class Lock:
         start = clock.monotonic()
         timeout = self.policy.timeout
         deadline = math.inf if timeout is None else start + timeout
-        contended = False
-        while True:
-            sent = clock.monotonic()
-            try:
-                locked: Locked = yield Op("lock", (key, owner, ttl), {})
-            except BaseException as error:
-                # the lock may have been taken before the reply was lost: give it back
-                yield from self.let_go(owner)
-                if isinstance(error, Exception):
-                    raise self._unavailable("lock", error) from error
-                raise
-            now = clock.monotonic()
-            if locked.token is not None:
-                if DEFAULTS.observers:
-                    emit(DEFAULTS, LockAcquired(policy=self.name, time=now, waited=now - start))
-                return Lease.granted(self.name, locked, ttl, owner, sent=sent, now=now)
-            if not contended and DEFAULTS.observers:
-                emit(DEFAULTS, LockContended(policy=self.name, time=now))
-            contended = True
-            left = deadline - now
-            if left <= 0:
-                raise LockNotAcquiredError(self.name, timeout)
-            try:
-                yield Op("wait_released", (key, min(left, max(locked.ttl, 0.001))), {})
-            except Exception as error:
-                raise self._unavailable("wait_released", error) from error
+        queue: _Queue | None = None  # this process's callers waiting for the lock, once held
+        try:
+            while True:
+                sent = clock.monotonic()
+                locked = yield from self._asking(key, owner, ttl)
+                now = clock.monotonic()
+                if locked.token is not None:
+                    if DEFAULTS.observers:
+                        emit(DEFAULTS, LockAcquired(policy=self.name, time=now, waited=now - start))
+                    return Lease.granted(self.name, locked, ttl, owner, sent=sent, now=now)
+                if queue is None:
+                    if DEFAULTS.observers:
+                        emit(DEFAULTS, LockContended(policy=self.name, time=now))
+                    queue = _Queue.join((id(self._backend()), key))
+                # one caller of this process waits on the backend; the others, for their turn
+                while (turn := queue.first(owner)) is not None:
+                    if (left := deadline - clock.monotonic()) <= 0:
+                        raise LockNotAcquiredError(self.name, timeout)
+                    yield Join(turn, None if left == math.inf else left)
+                if (left := deadline - clock.monotonic()) <= 0:
+                    raise LockNotAcquiredError(self.name, timeout)
+                try:
+                    yield Op("wait_released", (key, min(left, max(locked.ttl, 0.001))), {})
+                except Exception as error:
+                    raise self._unavailable("wait_released", error) from error
+        finally:
+            if queue is not None:
+                queue.leave(owner)
+
+    def _asking(self, key: str, owner: str, ttl: float) -> Procedure:
+        """Ask for the lock once; return the backend's answer, a :class:`Locked`."""
+        try:
+            return (yield Op("lock", (key, owner, ttl), {}))
+        except BaseException as error:
+            # the lock may have been taken before the reply was lost: give it back
+            yield from self.let_go(owner)
+            if isinstance(error, Exception):
+                raise self._unavailable("lock", error) from error
+            raise
 
     def let_go(self, owner: str) -> Procedure:
         """Release what *owner* may hold, if the backend answers: its TTL bounds it otherwise."""
@@ -413,6 +429,66 @@ class Lock:
             backend=name,
             operation=operation,
         )
+
+
+class _Queue:
+    """The callers of this process waiting for one lock: only the first waits on the backend.
+
+    A release wakes every process waiting for the lock, and each then asks for it again:
+    with every thread or task waiting on its own, a release cost a request per waiting
+    caller of the fleet. Here the callers of one process take turns: the first waits on the
+    backend and asks again, the others wait for their turn in the process (a Signal, no
+    I/O), which comes when the first got the lock or gave up.
+    """
+
+    __slots__ = ("callers", "first_caller", "key", "turn")
+
+    _queues: ClassVar[dict[tuple[int, str], _Queue]] = {}
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, key: tuple[int, str]) -> None:
+        self.key = key
+        self.callers = 0
+        self.first_caller: str | None = None
+        self.turn = Signal()  # fired when the first caller leaves
+
+    @classmethod
+    def join(cls, key: tuple[int, str]) -> _Queue:
+        """The queue of the lock *key* (a backend's id and the lock's key), joined."""
+        with cls._lock:
+            queue = cls._queues.get(key)
+            if queue is None:
+                queue = cls._queues[key] = _Queue(key)
+            queue.callers += 1
+            return queue
+
+    def first(self, caller: str) -> Signal | None:
+        """None if *caller* is first (becoming it if nobody is); else the turn to wait for."""
+        with self._lock:
+            if self.first_caller is None:
+                self.first_caller = caller
+            return None if self.first_caller == caller else self.turn
+
+    def leave(self, caller: str) -> None:
+        """*caller* got the lock or gave up: the next caller's turn comes."""
+        with self._lock:
+            self.callers -= 1
+            if not self.callers:
+                del self._queues[self.key]
+            if self.first_caller != caller:
+                return
+            self.first_caller = None
+            turn, self.turn = self.turn, Signal()
+        turn.fire()
+
+    @classmethod
+    def forget(cls) -> None:
+        """Start afresh (in a forked child: the parent's waiters are not here)."""
+        cls._queues = {}
+        cls._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_Queue.forget)
 
 
 class _Locked:

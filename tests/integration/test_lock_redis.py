@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cache_support import python_processes
+from cache_support import pause, python_processes
 from redis_fixtures import Backends
 from redis_infra import RedisServer, commands_sent
 
@@ -185,6 +186,40 @@ def test_acquire_and_release_are_one_command_each(redis_url: str, backends: Back
     with commands_sent(redis_url) as sent, guard:
         pass
     assert sent == ["EVALSHA", "EVALSHA"]
+
+
+def test_one_caller_per_process_waits_on_redis_for_a_lock(
+    redis_url: str, backends: Backends
+) -> None:
+    """16 threads queueing for one lock: a release wakes one of them on Redis, not all 16.
+
+    Each wait on Redis looks at the lock once (a PTTL) before it listens; with every thread
+    waiting there on its own, each release would cost a PTTL and a lock request per waiter.
+    """
+    guard = lock("queued", ttl=10, timeout=30, backend=backends(redis_url))
+    taken: list[int] = []
+
+    def take() -> None:
+        with guard as lease:
+            taken.append(lease.token)
+            pause(0.005)
+
+    with guard:
+        pass  # loads the scripts
+    with commands_sent(redis_url) as sent:
+        with guard:  # the 16 queue behind this holder
+            threads = [threading.Thread(target=take) for _ in range(16)]
+            for thread in threads:
+                thread.start()
+            pause(0.3)
+        for thread in threads:
+            thread.join()
+    assert taken == sorted(taken)
+    assert len(taken) == 16
+    # one look per turn (two when a channel's subscription is new), not one per waiter
+    assert sent.count("PTTL") <= 2 * 16, sent.count("PTTL")
+    # each thread asks once on arrival, then about once per turn
+    assert sent.count("EVALSHA") <= 2 + 16 * 4, sent.count("EVALSHA")
 
 
 def test_a_lock_held_by_a_dead_process_is_free_after_its_ttl(redis_url: str) -> None:
