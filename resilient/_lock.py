@@ -75,11 +75,13 @@ class LockPolicy:
             for sync holders, one task per event loop for async ones) extends it every third
             of ``ttl``. When a renewal finds the lease gone, or cannot reach the backend
             before the lease runs out, the lease is lost: ``lease.lost`` turns true,
-            ``on_lost`` runs, and leaving the block raises :class:`LockLostError`.
-        on_lost: With ``renew``, called with the :class:`Lease` when it is found lost (in
-            the renewer's thread or task: keep it short).
+            ``on_lost`` runs, and leaving the block raises
+            :class:`~resilient.exceptions.LockLostError`.
+        on_lost: With ``renew``, called with the :class:`~resilient.Lease` when it is found
+            lost (in the renewer's thread or task: keep it short).
         cancel_on_lost: With ``renew``, cancel the task holding an ``async with`` block when
-            its lease is found lost; the block then raises :class:`LockLostError`.
+            its lease is found lost; the block then raises
+            :class:`~resilient.exceptions.LockLostError`.
         backend: Where the lock lives; by default the configured backend (Redis for a lock
             shared by processes, memory for one of this process).
     """
@@ -189,7 +191,10 @@ class Lease:
         return max(0.0, self.valid_until - DEFAULTS.clock.monotonic())
 
     def check(self) -> None:
-        """Raise :class:`LockLostError` if the lease may be gone (see :attr:`lost`)."""
+        """Raise :class:`~resilient.exceptions.LockLostError` if the lease may be gone.
+
+        See :attr:`lost`.
+        """
         if self.lost:
             raise LockLostError(self.name, self.token)
 
