@@ -9,30 +9,35 @@ interleaved round-robin, the garbage collector off during each, and each candida
 trial is kept, as a ratio to a hand-written single flight.
 
 A scenario's *mode* says how the callers run: ``async`` gathers coroutines in one event loop,
-``threads`` releases threads from one barrier. Each mode is a `serve` function in `SERVE`,
-and everything else (trials, rounds, tables, targets) is the same for every mode, so a
-cross-process scenario (callers spread over processes sharing one flight through Redis) is
-one more mode and one more scenario.
+``threads`` releases threads from one barrier, ``processes`` spreads the awaits over the
+worker processes of a `Fleet` (started once per run), released together by a barrier, each
+gathering its share in its own event loop; the function's executions are counted in every
+process and added up. Each mode is a `serve` function in `SERVE`, and everything else
+(trials, rounds, tables, targets) is the same for every mode.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import gc
 import itertools
 import logging
+import multiprocessing
+import multiprocessing.synchronize
 import statistics
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any, NamedTuple, NoReturn, TypeAlias
 
 import aiocache  # type: ignore[import-untyped]  # aiocache ships no type information
 import cashews
 
 import resilient
+from resilient.backends.redis import RedisBackend
 
 Function: TypeAlias = Callable[..., Any]
 Decorate: TypeAlias = Callable[[Function], Function]
@@ -52,6 +57,10 @@ CASHEWS_REDIS = "cashews @cache(lock=True), redis://"
 CASHEWS_REDIS_LOCK = "cashews @cache(lock=True, protected=False), redis://"
 AIOCACHE_MEM = "aiocache cached_stampede, memory"
 AIOCACHE_REDIS = "aiocache cached_stampede, redis"
+# across processes: in-process only (each process its own flight), and shared through Redis
+LOCAL = "resilient.deduped, each process alone"
+SHARED = "resilient.deduped(shared=True), redis://"
+SHARED_NAME = "bench-fleet"  # the name the processes' shared flights meet under
 
 
 # -- the function under test ---------------------------------------------------------------------
@@ -62,6 +71,8 @@ class Counter:
 
     def __init__(self) -> None:
         self.executions = 0
+        # processes: each execution's time.monotonic() at its start and at its return
+        self.spans: list[tuple[float, float]] = []
         self._lock = threading.Lock()
 
     def add(self) -> None:
@@ -86,6 +97,19 @@ def slow_coroutine(counter: Counter) -> Function:
     async def fetch(n: int) -> dict[str, int]:
         counter.add()
         await asyncio.sleep(WORK)
+        return {"n": n}
+
+    return fetch
+
+
+def timed_coroutine(counter: Counter) -> Function:
+    """The same, noting when it starts and returns: what a worker process of a `Fleet` runs."""
+
+    async def fetch(n: int) -> dict[str, int]:
+        start = time.monotonic()
+        counter.add()
+        await asyncio.sleep(WORK)
+        counter.spans.append((start, time.monotonic()))
         return {"n": n}
 
     return fetch
@@ -170,11 +194,14 @@ def cashews_thunder(function: Function) -> Function:
 class Candidates:
     """The candidates that hold a cache or a client, and what closes them at the end of the run.
 
-    Every decoration gets a cache (and so a connection pool) of its own.
+    Every decoration gets a cache (and so a connection pool) of its own, under a namespace
+    numbered in the order of the decorations: the worker processes of a `Fleet` decorate in
+    the same order, so each candidate's processes share its keys.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, namespace: str = "bench") -> None:
         self.url = url
+        self._namespace = namespace
         self._namespaces = itertools.count()
         self._aclosers: list[Callable[[], Awaitable[object]]] = []
         # aiocache logs every failed read with its traceback; the table reports them instead
@@ -195,7 +222,7 @@ class Candidates:
         cache = cashews.Cache()
         cache.setup(url)
         self._aclosers.append(cache.close)
-        prefix = f"bench{next(self._namespaces)}"
+        prefix = f"{self._namespace}{next(self._namespaces)}"
         return cache(ttl=TTL, lock=True, protected=protected, prefix=prefix)(function)
 
     def cashews_memory(self, function: Function) -> Function:
@@ -209,7 +236,7 @@ class Candidates:
 
     def _aiocache(self, function: Function, **where: Any) -> Function:
         decorated = aiocache.cached_stampede(
-            lease=LEASE, ttl=TTL, namespace=f"bench{next(self._namespaces)}", **where
+            lease=LEASE, ttl=TTL, namespace=f"{self._namespace}{next(self._namespaces)}", **where
         )(function)
         self._aclosers.append(decorated.cache.close)
         return decorated  # type: ignore[no-any-return]  # untyped library
@@ -260,6 +287,14 @@ class Served(NamedTuple):
 
     seconds: float
     outcomes: Sequence[object]
+    # counted where the function ran, when that is not this process's counter
+    executions: int | None = None
+    # across processes: the spread of the processes' barrier releases, when the last
+    # execution returned (in seconds from the first release), and the most executions that
+    # ran at the same time
+    skew: float = 0.0
+    landed: float | None = None
+    at_once: int | None = None
 
 
 # A mode: serve *callers* calls of the decorated function with *key*, within *timeout* seconds.
@@ -309,9 +344,21 @@ def serve_threads(
     return Served(last - first, [outcome for _, _, outcome in done])
 
 
+def serve_processes(
+    decorated: Function, key: int, callers: int, runner: asyncio.Runner, timeout: float
+) -> Served:
+    """Spread *callers* awaits over a `Fleet`'s processes, released together (see `Fleet.serve`).
+
+    The candidate was decorated in every worker process; *decorated* only names it.
+    """
+    assert isinstance(decorated, Remote), f"not a Fleet's candidate: {decorated!r}"
+    return decorated.fleet.serve(decorated.name, key, callers, timeout)
+
+
 SERVE: Mapping[str, tuple[Serve, Callable[[Counter], Function]]] = {
     "async": (serve_async, slow_coroutine),
     "threads": (serve_threads, slow_function),
+    "processes": (serve_processes, slow_coroutine),  # the workers run timed_coroutine
 }
 
 
@@ -325,6 +372,9 @@ class Trial(NamedTuple):
     executions: int
     failed: int
     error: str  # the first failure, or ""
+    skew: float = 0.0  # across processes: the spread of their barrier releases
+    landed: float | None = None  # across processes: when the last execution returned
+    at_once: int | None = None  # across processes: the most executions running at one time
 
     def describe(self, callers: int) -> str:
         if not self.failed:
@@ -333,6 +383,8 @@ class Trial(NamedTuple):
 
 
 def _describe(outcome: object) -> str:
+    if isinstance(outcome, RemoteError):
+        return str(outcome)
     if isinstance(outcome, BaseException):
         return f"{type(outcome).__name__}: {outcome}".strip().removesuffix(":")
     return f"wrong answer {outcome!r}"
@@ -368,7 +420,16 @@ class Bench:
         expected = {"n": key}
         failures = [outcome for outcome in served.outcomes if outcome != expected]
         error = _describe(failures[0]) if failures else ""
-        return Trial(served.seconds, self.counter.executions, len(failures), error)
+        executions = self.counter.executions if served.executions is None else served.executions
+        return Trial(
+            served.seconds,
+            executions,
+            len(failures),
+            error,
+            served.skew,
+            served.landed,
+            served.at_once,
+        )
 
     def measure(self, runner: asyncio.Runner, timeout: float) -> None:
         if self.trials and (self.trials[0].failed or self.trials[0].seconds > SLOW):
@@ -423,3 +484,217 @@ def run(
     finally:
         gc.unfreeze()
     return Results(list(scenarios), benches)
+
+
+# -- across processes ----------------------------------------------------------------------------
+
+PROCESSES = 4
+BARRIER_TIMEOUT = 60.0  # seconds a worker process waits at the barrier for the others
+
+# The candidates of a `processes` scenario, in the order of its table; the first is its
+# baseline. cashews without its in-process guard (CASHEWS_REDIS_LOCK) is not one: it serialises
+# every caller on its Redis lock (7.6 and 8.9 s for 4 x 250 callers in two full runs), one trial
+# costing more than all the others together, for the shape the one-process scenario shows.
+FLEET = (LOCAL, SHARED, NONE, CASHEWS_REDIS, AIOCACHE_REDIS)
+# left out of a smoke test: it opens a connection per caller, up to seconds on a busy machine
+FLEET_SLOW = (AIOCACHE_REDIS,)
+
+
+class RemoteError(Exception):
+    """A caller's exception in a worker process, as described there (not every one pickles)."""
+
+
+class Remote:
+    """A `Fleet`'s candidate in this process: a name that `serve_processes` serves it by.
+
+    The candidate itself was decorated, and runs, in each worker process.
+    """
+
+    def __init__(self, fleet: Fleet, name: str) -> None:
+        self.fleet = fleet
+        self.name = name
+
+    def __call__(self, *args: object) -> NoReturn:
+        raise TypeError(f"{self.name} runs in the fleet's worker processes, not in this one")
+
+    def __repr__(self) -> str:
+        return f"Remote({self.name!r})"
+
+
+class Member(NamedTuple):
+    """What one worker process made of a trial; its times are `time.monotonic()` readings."""
+
+    released: float  # when the barrier released it
+    finished: float  # when its last caller got an answer
+    executions: int
+    spans: list[tuple[float, float]]  # when each execution started and returned
+    outcomes: list[object]
+
+
+class _Member:
+    """A worker process's state from trial to trial: its loop, counter and decorated candidates.
+
+    Every process decorates the candidates in the same order, so that the namespaces
+    `Candidates` numbers match and each candidate's processes share its Redis keys.
+    """
+
+    def __init__(self, url: str, barrier: multiprocessing.synchronize.Barrier) -> None:
+        resilient.reset_defaults()  # system clock, no observers, testing mode off
+        self.barrier = barrier
+        self.counter = Counter()
+        self.runner = asyncio.Runner()
+        self.backend = RedisBackend.from_url(url)
+        self.candidates = Candidates(url, namespace="fleet")
+        decorators: dict[str, Decorate] = {
+            LOCAL: resilient_deduped,
+            SHARED: self.shared,
+            NONE: no_dedupe,
+            CASHEWS_REDIS: self.candidates.cashews_redis,
+            AIOCACHE_REDIS: self.candidates.aiocache_redis,
+        }
+        function = timed_coroutine(self.counter)
+        self.decorated = {name: decorators[name](function) for name in FLEET}
+        gc.collect()
+        gc.freeze()  # as in this module's `run`: out of the collections before each trial
+
+    def shared(self, function: Function) -> Function:
+        # one name in every process: their flights of one key meet on the backend
+        policy = resilient.deduped(
+            shared=True, backend=self.backend, lease_ttl=LEASE, name=SHARED_NAME
+        )
+        return policy(function)
+
+    def close(self) -> None:
+        self.candidates.close(self.runner)
+        self.runner.run(self.backend.aclose())
+        self.runner.close()
+        self.backend.close()
+
+
+_members: list[_Member] = []  # in a worker process: its one _Member, made by _start_member
+
+
+def _start_member(url: str, barrier: multiprocessing.synchronize.Barrier) -> None:
+    _members.append(_Member(url, barrier))
+
+
+def _portable(outcome: object) -> object:
+    return RemoteError(_describe(outcome)) if isinstance(outcome, BaseException) else outcome
+
+
+def _serve_member(name: str, key: int, callers: int, timeout: float) -> Member:
+    """In a worker: wait for the others at the barrier, then gather *callers* awaits."""
+    [member] = _members  # a worker process of a Fleet
+    decorated, counter = member.decorated[name], member.counter
+    counter.executions, counter.spans = 0, []
+
+    async def gather() -> tuple[float, list[object]]:
+        async with asyncio.timeout(timeout):
+            outcomes = await asyncio.gather(
+                *(decorated(key) for _ in range(callers)), return_exceptions=True
+            )
+        return time.monotonic(), outcomes
+
+    gc.collect()  # garbage left by the previous trial is not this one's to pay for
+    gc.disable()
+    try:
+        member.barrier.wait(BARRIER_TIMEOUT)
+        released = time.monotonic()
+        finished, outcomes = member.runner.run(gather())
+    finally:
+        gc.enable()
+    portable = [_portable(outcome) for outcome in outcomes]
+    return Member(released, finished, counter.executions, counter.spans, portable)
+
+
+def _stop_member() -> None:
+    [member] = _members  # a worker process of a Fleet
+    member.barrier.wait(BARRIER_TIMEOUT)  # so that every process gets one of the stops
+    member.close()
+
+
+class Fleet:
+    """`PROCESSES` worker processes, started once per run, that serve the `processes` mode.
+
+    They come from a fork server (``forkserver``: each a fork of one clean process that
+    imported the runner's modules, never of this one, which has threads and an event loop
+    about), so they run the very function and candidate definitions of this module. A trial
+    gives each process an equal share of the callers; a barrier releases the processes
+    together, and each gathers its share at once in its own event loop, kept from trial to
+    trial.
+    """
+
+    def __init__(self, url: str, processes: int = PROCESSES) -> None:
+        self.url = url
+        self.processes = processes
+        context = multiprocessing.get_context("forkserver")
+        self._barrier = context.Barrier(processes)
+        self._pool = concurrent.futures.ProcessPoolExecutor(
+            processes,
+            mp_context=context,
+            initializer=_start_member,
+            initargs=(url, self._barrier),
+        )
+
+    def close(self) -> None:
+        """Close every process's candidates and clients, then stop the processes."""
+        with contextlib.suppress(Exception):  # a broken pool has nothing left to close
+            stops = [self._pool.submit(_stop_member) for _ in range(self.processes)]
+            for stop in stops:
+                stop.result(timeout=BARRIER_TIMEOUT + 10)
+        self._pool.shutdown(cancel_futures=True)
+
+    def candidates(self, *, quick: bool = False) -> dict[str, Decorate]:
+        """Every candidate of `FLEET` (*quick*: but the slow ones), by name."""
+        names = [name for name in FLEET if not (quick and name in FLEET_SLOW)]
+        return {name: functools.partial(self._remote, name) for name in names}
+
+    def _remote(self, name: str, function: Function) -> Function:
+        return Remote(self, name)
+
+    def serve(self, name: str, key: int, callers: int, timeout: float) -> Served:
+        """Serve *callers* awaits of candidate *name* with *key*, an equal share per process.
+
+        The wall time runs from the first process's release to the last answer in any
+        process, both read with `time.monotonic()`: CLOCK_MONOTONIC, one clock for every
+        process on Linux. Beside it: the spread of the processes' releases, and when the last
+        execution returned, and the most executions that ran at one time in all the processes.
+        """
+        share = max(1, callers // self.processes)
+        futures = [
+            self._pool.submit(_serve_member, name, key, share, timeout)
+            for _ in range(self.processes)
+        ]
+        done, _ = concurrent.futures.wait(futures, timeout=timeout + BARRIER_TIMEOUT)
+        if len(done) < len(futures):
+            raise TimeoutError(f"the worker processes took over {timeout:g} s")
+        errors = [future.exception() for future in futures]
+        if any(isinstance(error, threading.BrokenBarrierError) for error in errors):
+            self._barrier.reset()
+            raise TimeoutError("a worker process did not reach the barrier")
+        for error in errors:
+            if error is not None:
+                raise error
+        members = [future.result() for future in futures]
+        start = min(member.released for member in members)
+        spans = [span for member in members for span in member.spans]
+        return Served(
+            max(member.finished for member in members) - start,
+            [outcome for member in members for outcome in member.outcomes],
+            executions=sum(member.executions for member in members),
+            skew=max(member.released for member in members) - start,
+            landed=max(end for _, end in spans) - start if spans else None,
+            at_once=_most_at_once(spans),
+        )
+
+
+def _most_at_once(spans: Sequence[tuple[float, float]]) -> int:
+    """The most of the *spans* (start, end) that overlap at any one time."""
+    # at equal times an end comes before a start: one execution right after another is not two
+    # at once
+    moments = sorted([(end, -1) for _, end in spans] + [(start, 1) for start, _ in spans])
+    most = running = 0
+    for _, step in moments:
+        running += step
+        most = max(most, running)
+    return most

@@ -66,6 +66,13 @@ DEDUPE_CANDIDATES = {
         "aiocache cached_stampede, redis",
     ),
     "64 threads": ("hand-written single flight", "no dedupe", "resilient.deduped"),
+    # --quick leaves out aiocache, which opens a connection per caller
+    "4 processes x 25 awaits": (
+        "resilient.deduped, each process alone",
+        "resilient.deduped(shared=True), redis://",
+        "no dedupe",
+        "cashews @cache(lock=True), redis://",
+    ),
 }
 
 
@@ -128,6 +135,8 @@ def test_benchmark_runner_counts_two_redis_commands_per_lock_and_release(quick_r
     for candidate in CONTENDED_CANDIDATES:
         # the last column counts the times two processes were in the critical section at once
         assert re.search(rf"^{re.escape(candidate)} .* 0$", quick_run, re.MULTILINE), candidate
+        # and what each acquisition made Redis run, by command
+        assert f"info  contended {candidate}, commands per acquisition" in quick_run
 
 
 def test_benchmark_runner_serves_every_dedupe_caller(quick_run: str) -> None:
@@ -135,9 +144,28 @@ def test_benchmark_runner_serves_every_dedupe_caller(quick_run: str) -> None:
     for scenario, candidates in DEDUPE_CANDIDATES.items():
         for candidate in candidates:
             assert f"{scenario}: {candidate}" in quick_run
+    for scenario in ("100 awaits", "64 threads"):
         served = scenario.split()[0]
         line = rf"dedupe {scenario}: resilient\.deduped = .* 1 execution \(all {served} served"
         assert re.search(line, quick_run), scenario
+
+
+def test_benchmark_runner_shares_one_execution_across_processes(quick_run: str) -> None:
+    """Four processes' callers of `@deduped(shared=True)` share its executions through Redis.
+
+    One execution serves them all unless a process was released after the flight had landed
+    (on a loaded machine), and then it leads the next one: never two at once.
+    """
+    shared = re.escape("4 processes x 25 awaits: resilient.deduped(shared=True), redis://")
+    row = re.search(rf"^{shared} .* (\d+) +(\d+) +all 100 served$", quick_run, re.MULTILINE)
+    assert row, "the shared flight did not serve every caller"
+    executions, at_once = int(row[1]), int(row[2])
+    assert at_once == 1
+    assert 1 <= executions <= 4
+    assert re.search(rf"(PASS|FAIL)  dedupe {shared} = .* ms, {executions} execution", quick_run)
+    # in-process only, each of the four processes runs the function once
+    alone = re.escape("4 processes x 25 awaits: resilient.deduped, each process alone")
+    assert re.search(rf"^{alone} .* 4 +\d +all 100 served$", quick_run, re.MULTILINE)
 
 
 def _benchmark_module(name: str) -> ModuleType:
