@@ -10,7 +10,8 @@
 #   subscriptions begin anew.
 # - Only the thread touches the pub/sub connection (redis-py's PubSub is not thread-safe):
 #   subscribing records the channel, and the thread sends SUBSCRIBE between two reads, at most
-#   `_TICK` seconds later.
+#   `_TICK` seconds later, or at once when the subscriber rings the bell: a message on the
+#   Hub's own channel (`Hub.bell`), which ends the thread's read.
 # - A subscription is live from the confirmation of its channel's SUBSCRIBE until the
 #   connection is lost or found dead. Dead means no answer to a PING sent every `_PING`
 #   seconds within `_DEAD_AFTER` seconds: a blackholed connection raises no error by itself.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -40,8 +42,8 @@ __all__ = ["Hub"]
 _logger = logging.getLogger("resilient")
 
 # Seconds between two looks at the channels wanted: the longest a new subscription waits for
-# its SUBSCRIBE to be sent (a wait for a lock pays it when its channel is not lingering).
-_TICK: Final = 0.02
+# its SUBSCRIBE to be sent, unless its subscriber rings the bell (see Hub.bell).
+_TICK: Final = 0.1
 _PING: Final = 1.0  # seconds between two pings
 _DEAD_AFTER: Final = 3.0  # seconds without a pong after which the connection is dead
 _RETRY_FIRST: Final = 0.05  # seconds before connecting again, doubling up to _RETRY_MOST
@@ -93,6 +95,10 @@ class Hub:
     Args:
         connect: Return a new, unsubscribed redis-py ``PubSub``.
         name: The backend's name, for the thread and the logs.
+
+    Attributes:
+        bell: The Hub's own channel: a message published on it (by any client) wakes the
+            thread, which then subscribes the channels asked for since its last look.
     """
 
     def __init__(self, connect: Callable[[], Any], name: str) -> None:
@@ -104,6 +110,7 @@ class Hub:
     def _start(self) -> None:
         # also the state of a forked child, which inherits a copy of the parent's
         self._pid = os.getpid()
+        self.bell = f"resilient:hub:{secrets.token_hex(8)}"
         self._subscriptions: dict[str, list[_Subscription]] = {}
         self._lingering: dict[str, float] = {}  # channel -> monotonic time it may be dropped
         self._run: _Run | None = None
@@ -254,7 +261,8 @@ class Hub:
                     del self._lingering[channel]
             if not self._subscriptions and not self._lingering and self._run is run:
                 self._halt()
-            return self._subscriptions.keys() | self._lingering.keys()
+            wanted = self._subscriptions.keys() | self._lingering.keys()
+            return wanted | {self.bell} if wanted else wanted
 
     def _missed(self, run: _Run, channels: set[str]) -> bool:
         """Make *channels* not live, then tell their listeners; return whether any was live."""

@@ -738,7 +738,7 @@ class RedisBackend:
             # Cluster wakes waiters with SPUBLISH, which only sharded subscriptions hear; an
             # asyncio-only backend has no sync client for the shared connection's thread
             return _Private(client, cluster=self._cluster, channel=channel)
-        return _Shared(self._hub, channel)
+        return _Shared(self._hub, client, channel)
 
     def delete(self, keys: Sequence[str]) -> int:
         """Delete the values at *keys*; return how many there were.
@@ -1007,10 +1007,11 @@ class _Shared:
     subscribed (or may have missed messages on) with a message of None, which wakes the wait.
     """
 
-    __slots__ = ("_channel", "_hub", "_signal", "_subscription")
+    __slots__ = ("_channel", "_client", "_hub", "_signal", "_subscription")
 
-    def __init__(self, hub: Hub, channel: str) -> None:
+    def __init__(self, hub: Hub, client: Any, channel: str) -> None:
         self._hub = hub
+        self._client = client
         self._channel = channel
         self._signal = Signal()
         self._subscription: Subscription | None = None
@@ -1030,6 +1031,8 @@ class _Shared:
 
     def armed(self, deadline: float) -> _Steps[bool]:
         subscription = self._subscribed()
+        if not subscription.live:  # wake the thread to subscribe it now, not at its next look
+            yield partial(self._client.publish, self._hub.bell, "")
         while True:
             # a fresh signal before looking: becoming live (or a message) after the look fires
             # it, and one before it shows in the look

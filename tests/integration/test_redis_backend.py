@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hashlib
+import statistics
 import threading
 import time
 import uuid
@@ -156,7 +157,10 @@ def test_a_wait_listens_instead_of_polling(fresh_redis: RedisServer) -> None:
         assert backend.get(held, claim=Claim(token(), 30)).claimed
         with commands_sent(fresh_redis.url) as sent:
             backend.wait_released(held, 0.5)
-        assert [name for name in sent if name not in HANDSHAKE] == ["PTTL", "SUBSCRIBE", "PTTL"]
+        sent = [name for name in sent if name not in HANDSHAKE]
+        # it looks, rings the listening thread's bell, which subscribes, then looks again
+        assert sent[0] == "PTTL"
+        assert sorted(sent) == ["PTTL", "PTTL", "PUBLISH", "SUBSCRIBE"]
     finally:
         backend.close()
 
@@ -219,7 +223,11 @@ def test_a_release_right_after_a_first_wait_began_is_heard(fresh_redis: RedisSer
         return [await one() for _ in range(20)]
 
     try:
-        assert max(asyncio.run(main())) < 1.0
+        waits = asyncio.run(main())
+        assert max(waits) < 1.0
+        # the wait rings the listening thread's bell rather than wait for its next look
+        # (every 0.1 s): a first wait is live within a round trip or two
+        assert statistics.median(waits) < 0.05, waits
     finally:
         backend.close()
 
@@ -244,7 +252,8 @@ def test_concurrent_waits_share_one_pubsub_connection(fresh_redis: RedisServer) 
                 with redis.Redis.from_url(fresh_redis.url) as admin:
                     return [c for c in admin.client_list() if "P" in c["flags"]]
 
-            assert eventually(lambda: sum(int(c["sub"]) for c in subscribers()) == 40)
+            # the 40 keys' channels, and the listening thread's bell
+            assert eventually(lambda: sum(int(c["sub"]) for c in subscribers()) == 40 + 1)
             assert len(subscribers()) == 1
             started = time.monotonic()
             for held, holder in holders.items():
