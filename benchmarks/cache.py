@@ -545,6 +545,9 @@ class RedisServer:
             {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in stats.items()}
         )
         del calls["info"]  # ours, not the candidate's
+        # the keepalive of a backend's pub/sub thread (a PING a second, for up to 10 s after a
+        # lock wait), not a command of the calls measured
+        del calls["ping"]
         return Snapshot(calls, float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]))
 
     def version(self) -> str:
@@ -563,9 +566,13 @@ class RedisServer:
         with admin.monitor() as monitor:  # type: ignore[no-untyped-call]  # unannotated in redis-py
             make_calls()
             self._marker.echo(marker)
+            # a backend's pub/sub thread pings and subscribes on its own connection, for up
+            # to 10 s after a lock wait: not commands of the calls watched
+            listening = {client["addr"] for client in admin.client_list() if "P" in client["flags"]}
             for seen in monitor.listen():
                 if seen["command"] == f"ECHO {marker}":
                     break
-                if seen["client_type"] != "lua":  # run by a script, not sent
+                address = f"{seen['client_address']}:{seen['client_port']}"
+                if seen["client_type"] != "lua" and address not in listening:  # sent by a call
                     sent[seen["command"].split(" ", 1)[0].upper()] += 1
         return Commands(calls, sent)
