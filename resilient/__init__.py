@@ -1,4 +1,4 @@
-"""Resilience for Python service calls: retries, breakers, caches, single flight and locks.
+"""Resilience for service calls: retries, breakers, caches, single flight, idempotency, locks.
 
 Every decorator works on sync and async functions and methods and reports each decision to
 the observers configured with :func:`configure`.
@@ -20,7 +20,9 @@ from ._cache import (
 from ._config import configure, reset_defaults
 from ._core.breaker import BreakerPolicy, BreakerState, BreakerStats
 from ._core.dedupe import DedupePolicy
+from ._core.idempotency import IdempotencyPolicy
 from ._dedupe import deduped
+from ._idempotent import idempotent
 from ._lock import Lease, Lock, LockPolicy, lock
 from ._retry import Attempt, RetryBudget, Retrying, RetryPolicy, retry, retrying
 
@@ -45,6 +47,9 @@ __all__ = [
     # single flight
     "deduped",
     "DedupePolicy",
+    # idempotency
+    "idempotent",
+    "IdempotencyPolicy",
     # locks
     "lock",
     "Lock",

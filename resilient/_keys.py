@@ -214,6 +214,17 @@ class CallKeys:
         _check(values, f"{self._name}()")
         return values  # type: ignore[no-any-return]  # hashable, checked above
 
+    def arguments(
+        self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Return the call's arguments by parameter name, defaults applied, ``self`` left out."""
+        return dict(self._bound(*self._split(instance, args), kwargs).arguments)
+
+    def parameters(self) -> list[str]:
+        """Return the names of the function's parameters, ``self`` or ``cls`` left out."""
+        names = list(self._signature.parameters)
+        return names[1:] if self._method else names
+
     def shared(self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """Return the digest that names a call in a shared backend."""
         return digest(self._values(instance, args, kwargs), f"{self._name}()")

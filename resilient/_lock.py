@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, ClassVar, ParamSpec, TypedDict, TypeVar, Unpack
+from typing import Any, ClassVar, ParamSpec, Protocol, TypedDict, TypeVar, Unpack
 
 import attrs
 
@@ -42,7 +42,14 @@ from ._drive import Join, Op, Procedure, backend_failed, emit, run_async, run_sy
 from ._renewal import renew, stop_renewing
 from ._signal import Signal
 from .backends._types import Locked
-from .events import LockAcquired, LockContended, LockLost, LockReleased, LockRenewed
+from .events import (
+    Event,
+    LockAcquired,
+    LockContended,
+    LockLost,
+    LockReleased,
+    LockRenewed,
+)
 from .exceptions import BackendUnavailableError, LockLostError, LockNotAcquiredError
 
 __all__ = ["Lease", "Lock", "LockOptions", "LockPolicy", "lock"]
@@ -199,6 +206,12 @@ class Lease:
             raise LockLostError(self.name, self.token)
 
 
+class _HeldEvent(Protocol):
+    """An event class about a lease held for *held* seconds (a renewal, a loss)."""
+
+    def __call__(self, *, policy: str, time: float, held: float) -> Event: ...
+
+
 _held: Blocks[Lease] = Blocks("lock")  # the leases of the blocks open in this thread or task
 
 
@@ -214,6 +227,11 @@ class Lock:
     """
 
     __slots__ = ("_stem", "name", "policy")
+
+    # what a renewal and a loss are reported as: a capability holding a lease of its own (an
+    # idempotent call's) reports them as its own events
+    renewed_event: ClassVar[_HeldEvent] = LockRenewed
+    lost_event: ClassVar[_HeldEvent] = LockLost
 
     def __init__(self, name: str, policy: LockPolicy, *, stem: str | None = None) -> None:
         self.name = name
@@ -405,7 +423,9 @@ class Lock:
             return None
         lease.valid_until = sent + self.policy.ttl
         if DEFAULTS.observers:
-            emit(DEFAULTS, LockRenewed(policy=self.name, time=now, held=now - lease.taken_at))
+            emit(
+                DEFAULTS, self.renewed_event(policy=self.name, time=now, held=now - lease.taken_at)
+            )
         return self._next_renewal(now)
 
     def _lose(self, lease: Lease, now: float, *, cancel: bool = False) -> None:
@@ -414,7 +434,7 @@ class Lock:
             return
         lease._found_lost = True
         if DEFAULTS.observers:
-            emit(DEFAULTS, LockLost(policy=self.name, time=now, held=now - lease.taken_at))
+            emit(DEFAULTS, self.lost_event(policy=self.name, time=now, held=now - lease.taken_at))
         on_lost = self.policy.on_lost
         if on_lost is not None:
             try:

@@ -34,6 +34,15 @@ __all__ = [
     "DedupeJoined",
     "DedupeLed",
     "DedupeTakenOver",
+    "IdempotencyBypassed",
+    "IdempotencyClaimed",
+    "IdempotencyConflicted",
+    "IdempotencyInProgress",
+    "IdempotencyLeaseLost",
+    "IdempotencyNotStored",
+    "IdempotencyRenewed",
+    "IdempotencyReplayed",
+    "IdempotencyTakenOver",
     "LockAcquired",
     "LockContended",
     "LockLost",
@@ -390,6 +399,133 @@ class LockLost(Event):
 
 
 @attrs.frozen(kw_only=True)
+class IdempotencyClaimed(Event):
+    """An idempotent call claimed its key (the first call with it) and runs the function."""
+
+    kind: ClassVar[str] = "idempotency.claimed"
+    severity: ClassVar[str] = "debug"
+
+
+@attrs.frozen(kw_only=True)
+class IdempotencyReplayed(Event):
+    """An idempotent call found its key's record and returned (or raised) the stored outcome.
+
+    Attributes:
+        outcome: ``"value"``, or ``"error"`` for a stored failure (``store_errors``).
+        local: Whether the record came from this process's replay cache (``local_ttl``),
+            with no backend round trip.
+    """
+
+    kind: ClassVar[str] = "idempotency.replayed"
+    severity: ClassVar[str] = "debug"
+    attribute_fields: ClassVar[tuple[str, ...]] = ("outcome", "local")
+
+    outcome: str
+    local: bool
+
+
+@attrs.frozen(kw_only=True)
+class IdempotencyConflicted(Event):
+    """An idempotency key came again with a different payload; nothing was executed."""
+
+    kind: ClassVar[str] = "idempotency.conflicted"
+    severity: ClassVar[str] = "warning"
+
+
+@attrs.frozen(kw_only=True)
+class IdempotencyInProgress(Event):
+    """An idempotent call found its key's first call still running.
+
+    Attributes:
+        waiting: Whether it waits for the outcome (``on_in_progress="wait"``) rather than
+            raising :class:`~resilient.exceptions.IdempotencyInProgressError`.
+    """
+
+    kind: ClassVar[str] = "idempotency.in_progress"
+    severity: ClassVar[str] = "info"
+    attribute_fields: ClassVar[tuple[str, ...]] = ("waiting",)
+
+    waiting: bool
+
+
+@attrs.frozen(kw_only=True)
+class IdempotencyRenewed(Event):
+    """The in-progress lease of a running idempotent call was made to last ``lease_ttl`` again.
+
+    Attributes:
+        held: Seconds since the key was claimed.
+    """
+
+    kind: ClassVar[str] = "idempotency.renewed"
+    severity: ClassVar[str] = "debug"
+    duration_fields: ClassVar[tuple[str, ...]] = ("held",)
+
+    held: float
+
+
+@attrs.frozen(kw_only=True)
+class IdempotencyLeaseLost(Event):
+    """A running idempotent call's lease ran out: another call may execute the key meanwhile.
+
+    The process was paused, or the backend unreachable, for longer than the lease's term.
+
+    Attributes:
+        held: Seconds from the claim until the lease was found gone.
+    """
+
+    kind: ClassVar[str] = "idempotency.lease_lost"
+    severity: ClassVar[str] = "error"
+    duration_fields: ClassVar[tuple[str, ...]] = ("held",)
+
+    held: float
+
+
+@attrs.frozen(kw_only=True)
+class IdempotencyTakenOver(Event):
+    """A waiting duplicate claimed the key itself: the call it waited for left no record.
+
+    That call raised (and its claim was released so that the key may be tried again), or
+    its process died and its lease ran out.
+
+    Attributes:
+        waited: Seconds it waited.
+    """
+
+    kind: ClassVar[str] = "idempotency.taken_over"
+    severity: ClassVar[str] = "warning"
+    duration_fields: ClassVar[tuple[str, ...]] = ("waited",)
+
+    waited: float
+
+
+@attrs.frozen(kw_only=True)
+class IdempotencyNotStored(Event):
+    """An idempotent call ran but its outcome could not be stored; the key stays claimed.
+
+    The claim is kept (made to last ``ttl`` when the backend still answers), so the call is
+    not executed again silently: duplicates find it in progress until it runs out.
+
+    Attributes:
+        reason: ``"unencodable"`` (the codec refused the value) or ``"backend"`` (the backend
+            failed).
+    """
+
+    kind: ClassVar[str] = "idempotency.not_stored"
+    severity: ClassVar[str] = "error"
+    attribute_fields: ClassVar[tuple[str, ...]] = ("reason",)
+
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class IdempotencyBypassed(Event):
+    """The backend failed to claim a key and ``fail_open=True``: the call ran without a claim."""
+
+    kind: ClassVar[str] = "idempotency.bypassed"
+    severity: ClassVar[str] = "warning"
+
+
+@attrs.frozen(kw_only=True)
 class BackendFailed(Event):
     """A backend operation failed; the capability carried on as its failure policy says.
 
@@ -457,6 +593,15 @@ def all_event_types() -> tuple[type[Event], ...]:
         LockReleased,
         LockRenewed,
         LockLost,
+        IdempotencyClaimed,
+        IdempotencyReplayed,
+        IdempotencyConflicted,
+        IdempotencyInProgress,
+        IdempotencyRenewed,
+        IdempotencyLeaseLost,
+        IdempotencyTakenOver,
+        IdempotencyNotStored,
+        IdempotencyBypassed,
         BackendFailed,
         StoredValueRejected,
     )

@@ -16,6 +16,11 @@ __all__ = [
     "BackendUnavailableError",
     "CircuitOpenError",
     "CodecError",
+    "IdempotencyConflictError",
+    "IdempotencyInProgressError",
+    "IdempotencyKeyError",
+    "IdempotencyRecordError",
+    "IdempotentFailureError",
     "LockLostError",
     "LockNotAcquiredError",
     "ResilientError",
@@ -107,6 +112,103 @@ class SharedFlightError(ResilientError):
         self.name = name
         self.error_type = error_type
         self.detail = detail
+
+
+class IdempotencyKeyError(ResilientError, ValueError):
+    """An ``@idempotent`` call came without a usable idempotency key.
+
+    The key is missing (``None``), not a string, empty, longer than 255 characters, or not
+    printable; or the ``principal=`` callable gave nothing. Nothing was executed or stored.
+    An HTTP API answers it with 400.
+
+    Attributes:
+        name: The idempotent function's name.
+    """
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+
+
+class IdempotencyConflictError(ResilientError):
+    """An idempotency key was used again with a different payload.
+
+    The first call's record (or its running execution) has another fingerprint: the key was
+    reused for a different request. Nothing was executed. An HTTP API answers it with 422.
+
+    Attributes:
+        name: The idempotent function's name.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"{name}: this idempotency key was already used with a different payload; use a "
+            "new key for a new request"
+        )
+        self.name = name
+
+
+class IdempotencyInProgressError(ResilientError):
+    """The first call with this idempotency key is still running.
+
+    Raised to a concurrent duplicate (with ``on_in_progress="raise"``, the default), or to one
+    that waited (``on_in_progress="wait"``) for ``wait_timeout`` seconds without the first call
+    ending. Nothing was executed. An HTTP API answers it with 409; the client tries again
+    later and gets the stored result.
+
+    Attributes:
+        name: The idempotent function's name.
+        waited: Seconds this call waited for the first one (0.0 when it did not wait).
+    """
+
+    def __init__(self, name: str, waited: float = 0.0) -> None:
+        how = f"after waiting {waited:.3g} s" if waited else "now"
+        super().__init__(
+            f"{name}: a call with this idempotency key is still running ({how}); try again "
+            "later to get its result"
+        )
+        self.name = name
+        self.waited = waited
+
+
+class IdempotentFailureError(ResilientError):
+    """A replay of an ``@idempotent(store_errors=...)`` call whose first execution raised.
+
+    The first call raised its own exception; the stored record keeps its type and text, and
+    every replay raises this, naming them (an exception object is not stored).
+
+    Attributes:
+        name: The idempotent function's name.
+        error_type: The first execution's exception type, e.g. ``"app.PaymentDeclined"``.
+        detail: ``str()`` of that exception.
+    """
+
+    def __init__(self, name: str, error_type: str, detail: str) -> None:
+        super().__init__(f"{name}: the first call with this key raised {error_type}: {detail}")
+        self.name = name
+        self.error_type = error_type
+        self.detail = detail
+
+
+class IdempotencyRecordError(ResilientError):
+    """The stored record of an idempotency key could not be read: corrupt, tampered or foreign.
+
+    The codec refused it (see :class:`~resilient.backends.Codec`), or it is not a record
+    ``@idempotent`` wrote. It is never returned, and the call is not executed again either,
+    since the first execution may have happened: an operator decides (delete the record to
+    allow a new execution).
+
+    Attributes:
+        name: The idempotent function's name.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"{name}: the stored record of this idempotency key is unreadable (corrupt, "
+            "tampered with, or written with another codec secret); not replayed and not "
+            "executed again"
+        )
+        self.name = name
 
 
 class LockNotAcquiredError(ResilientError):

@@ -42,6 +42,9 @@ PUBLIC_NAMES = [
     # single flight
     "deduped",
     "DedupePolicy",
+    # idempotency
+    "idempotent",
+    "IdempotencyPolicy",
     # locks
     "lock",
     "Lock",

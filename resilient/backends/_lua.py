@@ -65,7 +65,8 @@ end
 GET: Final = """
 -- KEYS: the value key [, its claim key when claiming]
 -- ARGV when claiming: token, claim ttl ms, below ms, '1' to act as if no value were stored
--- Returns {value or nil, the value's PTTL, 1 when the caller holds the claim else 0}.
+-- Returns {value or nil, the value's PTTL, 1 when the caller holds the claim else 0
+-- [, the holder's token when another token holds the claim]}.
 local value = redis.call('GET', KEYS[1])
 local ttl = -2
 if value then
@@ -85,7 +86,7 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
   return {value, ttl, 1}
 end
-return {value, ttl, 0}
+return {value, ttl, 0, redis.call('GET', KEYS[2])}
 """
 
 PUT: Final = (

@@ -31,11 +31,20 @@ class Fetched(NamedTuple):
         value: The stored value, or ``None`` when the key holds none (values are never ``None``).
         ttl: Seconds until the backend drops the value, or ``None`` when there is no value.
         claimed: Whether this read took the claim it asked for.
+        holder: When the read asked for a claim and another token holds it, that token, if
+            the backend tells (``None`` otherwise): a claimant can put what it needs others to
+            know in its token (``@idempotent`` puts the fingerprint of the call there).
+        rejected: Whether a value was stored but the codec rejected it (corrupt, tampered or
+            foreign): ``value`` is then ``None`` and the claim, if asked for, was taken as if
+            nothing were stored. A reader that must not act on a missing value as if none had
+            ever been stored (``@idempotent``) fails instead.
     """
 
     value: object | None
     ttl: float | None
     claimed: bool
+    holder: str | None = None
+    rejected: bool = False
 
 
 MISS = Fetched(None, None, claimed=False)

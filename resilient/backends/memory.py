@@ -75,18 +75,19 @@ class LruStore:
             ttl = None if entry is None else entry[1] - now
             if claim is None:
                 return MISS if entry is None else Fetched(entry[0], ttl, claimed=False)
-            claimed = False
+            value = None if entry is None else entry[0]
             if ttl is None or ttl <= claim.below:
                 held = self._claims.get(key)
                 if held is None or held.expires_at <= now:
                     if held is not None:
                         held.released.fire()
                     self._claims[key] = _Held(claim.token, now + claim.ttl)
-                    claimed = True
                 elif held.token == claim.token:
                     held.expires_at = now + claim.ttl
-                    claimed = True
-            return Fetched(None if entry is None else entry[0], ttl, claimed)
+                else:
+                    return Fetched(value, ttl, claimed=False, holder=held.token)
+                return Fetched(value, ttl, claimed=True)
+            return Fetched(value, ttl, claimed=False)
 
     def put(
         self,

@@ -80,6 +80,7 @@ _RELEASED: Final = ":released"
 _PURGE_BATCH: Final = 500
 _FOREVER: Final = 1e9  # seconds: any `below` this long claims every stored value
 _CLAIMED: Final = Fetched(None, None, claimed=True)
+_REJECTED_CLAIMED: Final = Fetched(None, None, claimed=True, rejected=True)
 _SUBSCRIBED: Final = frozenset({"subscribe", "ssubscribe"})
 _WOKEN: Final = frozenset({"message", "smessage"})
 _LINGER: Final = 10.0  # seconds a channel stays subscribed on the shared connection after a wait
@@ -141,6 +142,14 @@ def _claim_args(claim: Claim, *, absent: bool) -> tuple[str, int, int, str]:
     """Return the GET script's ARGV for *claim*; *absent* ignores the stored value."""
     below = int(min(claim.below, _FOREVER) * 1000) if claim.below > 0 else 0
     return (claim.token, _milliseconds(claim.ttl, "claim.ttl"), below, "1" if absent else "0")
+
+
+def _holder(reply: list[Any]) -> str | None:
+    """Return the claim holder's token a GET script's *reply* names, if it names one."""
+    if len(reply) < 4 or reply[3] is None:
+        return None
+    token: bytes | str = reply[3]
+    return token.decode() if isinstance(token, bytes) else token
 
 
 def _seconds_left(pttl: int) -> float:
@@ -627,7 +636,11 @@ class RedisBackend:
         fetched = self._read_claiming(key, reply)
         if fetched is None:  # the stored value was rejected: claim as if there were none
             reply = yield from _GET.steps(client, keys, _claim_args(claim, absent=True))
-            return _CLAIMED if reply[2] else MISS
+            return (
+                _REJECTED_CLAIMED
+                if reply[2]
+                else Fetched(None, None, claimed=False, holder=_holder(reply), rejected=True)
+            )
         return fetched
 
     def put(
@@ -960,14 +973,18 @@ class RedisBackend:
         None means the stored value was rejected and the claim not taken: the claim must be
         asked for again as if no value were stored.
         """
-        data, pttl, claimed = reply
+        data, pttl, claimed = reply[:3]
         if data is not None:
             value = self._decode(key, data)
             if value is not None:
                 return Fetched(value, _seconds_left(pttl), claimed == 1)
             if not claimed:
                 return None
-        return _CLAIMED if claimed else MISS
+            return _REJECTED_CLAIMED
+        if claimed:
+            return _CLAIMED
+        holder = _holder(reply)
+        return MISS if holder is None else Fetched(None, None, claimed=False, holder=holder)
 
     def _decode(self, key: str, data: bytes) -> object | None:
         """Return the value stored as *data*, or None (reported) when the codec rejects it."""

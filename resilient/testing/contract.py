@@ -254,18 +254,24 @@ class BackendContract:
 
     def test_a_missing_key_reads_as_a_miss(self, primitives: _Primitives) -> None:
         """A key never written reads as value None, ttl None, nothing claimed."""
-        assert tuple(primitives.get(self.key())) == (None, None, False)
+        assert tuple(primitives.get(self.key())) == (None, None, False, None, False)
 
     def test_a_claim_on_a_missing_key_is_taken(self, primitives: _Primitives) -> None:
         """Asking for the claim of a missing key takes it, and still reads no value."""
         fetched = primitives.get(self.key(), Claim(self.token(), _LONG_TTL))
-        assert tuple(fetched) == (None, None, True)
+        assert tuple(fetched) == (None, None, True, None, False)
 
     def test_a_held_claim_refuses_another_token(self, primitives: _Primitives) -> None:
-        """While one token holds a key's claim, another token's request is refused."""
-        key = self.key()
-        assert primitives.get(key, Claim(self.token(), _LONG_TTL)).claimed
-        assert tuple(primitives.get(key, Claim(self.token(), _LONG_TTL))) == (None, None, False)
+        """While one token holds a key's claim, another token's request is refused.
+
+        The refusal names the holder's token, or, from a backend that does not tell, None.
+        """
+        key, holder = self.key(), self.token()
+        assert primitives.get(key, Claim(holder, _LONG_TTL)).claimed
+        refused = primitives.get(key, Claim(self.token(), _LONG_TTL))
+        assert tuple(refused)[:3] == (None, None, False)
+        assert refused.holder in (holder, None)
+        assert not refused.rejected
 
     def test_the_holding_token_claims_again(self, primitives: _Primitives) -> None:
         """Asking again with the token that holds the claim reports it taken (a safe retry)."""
@@ -330,7 +336,7 @@ class BackendContract:
         primitives.put(key, [1, 2], ttl=_SHORT_TTL)
         assert primitives.get(key).value == [1, 2]
         _pause(_PAST_SHORT_TTL)
-        assert tuple(primitives.get(key)) == (None, None, False)
+        assert tuple(primitives.get(key)) == (None, None, False, None, False)
 
     def test_a_put_replaces_the_value(self, primitives: _Primitives) -> None:
         """Putting a key again replaces its value and its ttl."""
