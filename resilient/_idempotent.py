@@ -136,6 +136,7 @@ class _Idempotent:
         """Return the claim of this call's key, and the fingerprint of its payload."""
         policy = self.policy
         arguments = self._keys.arguments(instance, args, kwargs)
+        args = self._keys.split(instance, args)[1]  # callables get the arguments without self
         key = arguments[policy.key] if isinstance(policy.key, str) else policy.key(*args, **kwargs)
         problem = key_problem(key)
         if problem is not None:

@@ -176,6 +176,10 @@ class CallKeys:
                 f"({', '.join(sorted(names))}): {exc!r}; write e.g. key='{{user_id}}'"
             ) from None
 
+    def split(self, instance: object, args: tuple[Any, ...]) -> tuple[object, tuple[Any, ...]]:
+        """Return the call's instance and its arguments without it, however it was called."""
+        return self._split(instance, args)
+
     def _split(self, instance: object, args: tuple[Any, ...]) -> tuple[object, tuple[Any, ...]]:
         if instance is None and self._method and args:
             return args[0], args[1:]  # a method called through its class
