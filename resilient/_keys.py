@@ -134,7 +134,16 @@ def _check(value: object, where: str) -> None:
 class CallKeys:
     """Turn calls of one function into keys: in-process tuples and shared digests."""
 
-    __slots__ = ("_key", "_method", "_name", "_signature", "_template", "_unbound", "arity")
+    __slots__ = (
+        "_key",
+        "_method",
+        "_name",
+        "_names",
+        "_signature",
+        "_template",
+        "_unbound",
+        "arity",
+    )
 
     def __init__(self, function: Callable[..., Any], name: str, key: object) -> None:
         self._name = name
@@ -165,6 +174,9 @@ class CallKeys:
         # args tuple is its key; -1 when no call's is (a key= option, *args or keyword-only).
         plain = simple and key is None
         self.arity = (len(parameters), len(parameters) - 1) if plain else (-1, -1)
+        # the parameter names such a call's args fill, without and with a bound instance
+        names = tuple(p.name for p in parameters)
+        self._names = (names, names[1:])
 
     def _check_template(self, template: str) -> None:
         names = {p.name for p in self._signature.parameters.values() if p.kind in _FORMAT_FIELDS}
@@ -222,7 +234,11 @@ class CallKeys:
         self, instance: object, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> dict[str, Any]:
         """Return the call's arguments by parameter name, defaults applied, ``self`` left out."""
-        return dict(self._bound(*self._split(instance, args), kwargs).arguments)
+        instance, args = self._split(instance, args)
+        if not kwargs and len(args) == self.arity[instance is not None]:
+            # every parameter given by position: no binding needed (the common call)
+            return dict(zip(self._names[instance is not None], args, strict=True))
+        return dict(self._bound(instance, args, kwargs).arguments)
 
     def parameters(self) -> list[str]:
         """Return the names of the function's parameters, ``self`` or ``cls`` left out."""
