@@ -80,6 +80,7 @@ _RELEASED: Final = ":released"
 _PURGE_BATCH: Final = 500
 _FOREVER: Final = 1e9  # seconds: any `below` this long claims every stored value
 _CLAIMED: Final = Fetched(None, None, claimed=True)
+_REJECTED: Final = Fetched(None, None, claimed=False, rejected=True)
 _REJECTED_CLAIMED: Final = Fetched(None, None, claimed=True, rejected=True)
 _SUBSCRIBED: Final = frozenset({"subscribe", "ssubscribe"})
 _WOKEN: Final = frozenset({"message", "smessage"})
@@ -965,7 +966,7 @@ class RedisBackend:
         if data is None:
             return MISS
         value = self._decode(key, data)
-        return MISS if value is None else Fetched(value, _seconds_left(pttl), claimed=False)
+        return _REJECTED if value is None else Fetched(value, _seconds_left(pttl), claimed=False)
 
     def _read_claiming(self, key: str, reply: list[Any]) -> Fetched | None:
         """Return what the reply of a GET script run with a claim means.

@@ -27,8 +27,10 @@ from resilient.backends.redis import RedisBackend
 from resilient.events import StoredValueRejected
 from resilient.testing import capture_events
 
-MISS = (None, None, False)
-CLAIMED = (None, None, True)
+MISS = (None, None, False, None, False)
+CLAIMED = (None, None, True, None, False)
+REJECTED = (None, None, False, None, True)  # a value was stored, but the codec refused it
+REJECTED_CLAIMED = (None, None, True, None, True)
 # commands a client sends when it opens a connection, not part of any primitive
 HANDSHAKE = {"HELLO", "CLIENT", "AUTH", "SELECT"}
 
@@ -383,7 +385,7 @@ def test_a_garbage_value_is_a_miss_and_one_event(backend: RedisBackend, admin: r
     garbage = key()
     admin.set(garbage, b"not an envelope", px=60_000)
     with capture_events() as events:
-        assert tuple(backend.get(garbage)) == MISS
+        assert tuple(backend.get(garbage)) == REJECTED
     assert events == [StoredValueRejected(policy="redis", time=events[0].time, reason="corrupt")]
 
 
@@ -394,8 +396,14 @@ def test_a_rejected_value_is_claimed_as_if_absent(
     garbage, holder = key(), token()
     admin.set(garbage, b"\xffR\x01 truncated", px=60_000)
     with capture_events() as events:
-        assert tuple(backend.get(garbage, claim=Claim(holder, 30))) == CLAIMED
-        assert tuple(backend.get(garbage, claim=Claim(token(), 30))) == MISS
+        assert tuple(backend.get(garbage, claim=Claim(holder, 30))) == REJECTED_CLAIMED
+        assert tuple(backend.get(garbage, claim=Claim(token(), 30))) == (
+            None,
+            None,
+            False,
+            holder,
+            True,
+        )
     assert [event.reason for event in events if isinstance(event, StoredValueRejected)] == [
         "truncated",
         "truncated",
@@ -415,7 +423,7 @@ def test_a_rejected_value_is_claimed_as_if_absent_async(
 
     with capture_events() as events:
         plain, claiming = asyncio.run(main())
-    assert (tuple(plain), tuple(claiming)) == (MISS, CLAIMED)
+    assert (tuple(plain), tuple(claiming)) == (REJECTED, REJECTED_CLAIMED)
     assert len(events) == 2
 
 
@@ -432,7 +440,7 @@ def test_a_value_written_under_another_secret_is_rejected(redis_url: str) -> Non
         writer.put(shared, {"payload": 1}, ttl=60)
         assert writer.get(shared).value == {"payload": 1}
         with capture_events() as events:
-            assert tuple(reader.get(shared)) == MISS
+            assert tuple(reader.get(shared)) == REJECTED
         assert events == [StoredValueRejected(policy="redis", time=events[0].time, reason="mac")]
     finally:
         writer.close()
@@ -443,7 +451,7 @@ def test_no_event_is_built_without_observers(backend: RedisBackend, admin: redis
     """With no observer configured a rejected value is still a miss, silently."""
     garbage = key()
     admin.set(garbage, b"garbage", px=60_000)
-    assert tuple(backend.get(garbage)) == MISS
+    assert tuple(backend.get(garbage)) == REJECTED
 
 
 # dead servers, restarts, lost replies ----------------------------------------------------------
