@@ -145,7 +145,9 @@ class _Idempotent:
         if policy.principal is not None:
             owner = policy.principal(*args, **kwargs)
             if owner is None or owner == "":
-                raise IdempotencyKeyError(self.name, "principal= gave no principal for the call")
+                raise IdempotencyKeyError(
+                    self.name, "the call has no principal (principal= gave none)"
+                )
         where = f"{self.name}() idempotency key"
         stem = f"{self._stem}{{{digest((owner, key), where)}}}"
         if policy.payload is None:

@@ -123,11 +123,14 @@ class IdempotencyKeyError(ResilientError, ValueError):
 
     Attributes:
         name: The idempotent function's name.
+        problem: What is wrong with the key, in words fit for the caller (an HTTP 400's
+            detail).
     """
 
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"{name}: {message}")
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
         self.name = name
+        self.problem = problem
 
 
 class IdempotencyConflictError(ResilientError):

@@ -75,6 +75,8 @@ PUBLIC_MODULES = [
     "resilient.backends.codec",
     "resilient.testing.contract",
     "resilient.testing.pytest_plugin",
+    "resilient.integrations",
+    "resilient.integrations.asgi",
 ]
 
 # Public modules that exist to use an optional or test dependency, which they import.
