@@ -597,6 +597,29 @@ def test_a_slow_call_keeps_its_key_by_renewing_its_lease() -> None:
     assert len(log.of(IdempotencyClaimed)) == 1
 
 
+def test_a_slow_task_keeps_its_key_by_renewing_its_lease() -> None:
+    """An async call renews from its loop's renewer task, and is not taken over either."""
+    log = EventLog()
+    resilient.configure(observers=[log])
+    runs: list[int] = []
+
+    @idempotent(key="request_id", lease_ttl=0.15, on_in_progress="wait")
+    async def pay(request_id: str) -> int:
+        runs.append(1)
+        for _ in range(int(PATIENCE / 0.01)):  # 4 renewals: 0.2 s, past the lease_ttl
+            if len(log.of(IdempotencyRenewed)) >= 4:
+                break
+            await asyncio.sleep(0.01)
+        return len(runs)
+
+    async def scenario() -> list[int]:
+        key = new_key()
+        return list(await asyncio.gather(*(pay(key) for _ in range(5))))
+
+    assert run(scenario()) == [1] * 5
+    assert runs == [1]
+
+
 # decoration -----------------------------------------------------------------------------------
 
 
