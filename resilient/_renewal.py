@@ -3,8 +3,8 @@
 # Rules:
 # - One renewer serves every lease of sync holders in the process (one daemon thread), and one
 #   per event loop serves the leases of that loop's tasks (one task): never a thread or a task
-#   per lease. Each starts with its first lease and ends when none is left, so an idle process
-#   has neither.
+#   per lease. Each starts with its first lease and ends when none is left (the thread a
+#   second later), so an idle process has neither.
 # - The serving loop is written once, as a procedure: `run_sync` performs it in the thread,
 #   `run_async` in the task. It sleeps on a Signal until the next renewal is due or a lease is
 #   added or stopped, then lets each due lease's lock renew it (one `extend`).
@@ -32,9 +32,10 @@ __all__ = ["renew", "stop_renewing"]
 class _Renewer:
     """The renewals one thread or one task serves."""
 
-    __slots__ = ("_lock", "_schedule", "_wake", "running")
+    __slots__ = ("_linger", "_lock", "_schedule", "_wake", "running")
 
-    def __init__(self) -> None:
+    def __init__(self, linger: float = 0.0) -> None:
+        self._linger = linger  # seconds to wait for a new lease once none is left
         self._lock = threading.Lock()
         self._schedule = Schedule()
         self._wake = Signal()
@@ -58,18 +59,23 @@ class _Renewer:
     def serving(self) -> Procedure:
         """Renew each lease when it is due, until none is left."""
         clock = DEFAULTS.clock
+        lingered = False  # whether a whole linger passed with no lease to serve
         try:
             while True:
                 with self._lock:
                     due = self._schedule.next_due()
-                    if due is None:
+                    if due is None and (lingered or not self._linger):
                         self.running = None  # in the same step as the decision: add() starts anew
                         return
                     if self._wake.fired:
                         self._wake = Signal()
                     wake = self._wake
                     now = clock.monotonic()
-                    renewals = self._schedule.pop_due(now) if due <= now else []
+                    renewals = self._schedule.pop_due(now) if due is not None and due <= now else []
+                if due is None:  # idle: wait a while for the next lease before ending
+                    lingered = not (yield Join(wake, self._linger))
+                    continue
+                lingered = False
                 if not renewals:
                     yield Join(wake, due - now)
                 for renewal in renewals:
@@ -98,14 +104,18 @@ def _renew_once(renewal: Renewal) -> Procedure:
     return (yield from renewal.lock.renewing(lease))
 
 
-_threads = _Renewer()  # the renewer of sync holders
+# The renewer of sync holders. Its thread waits a second for a new lease before it ends, so
+# that calls holding leases one after another (an idempotent call's claim, say) do not each
+# start a thread: starting one cost about as much as a Redis round trip.
+_THREAD_LINGER = 1.0
+_threads = _Renewer(_THREAD_LINGER)
 _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Renewer] = weakref.WeakKeyDictionary()
 _loops_lock = threading.Lock()
 
 
 def _forget() -> None:
     global _threads  # noqa: PLW0603 - the child's renewers start anew
-    _threads = _Renewer()
+    _threads = _Renewer(_THREAD_LINGER)
     _loops.clear()
 
 
