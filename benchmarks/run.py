@@ -1,18 +1,20 @@
-"""Measure `resilient.retry`, `.breaker`, `.cached`, `.lock` and `.deduped` beside the anchors.
+"""Measure `resilient.retry`, `.breaker`, `.cached`, `.lock`, `.deduped` and `.idempotent`.
 
 Every candidate wraps the same function and is timed in batches, interleaved round-robin with
 the others in one process run; the result is each candidate's cost as a ratio to a baseline of
 the same scenario (a bare call; for Redis, redis-py doing the same commands by hand), because on
 a shared machine absolute times are noise but ratios measured side by side are not. The Redis
 scenarios start their own `redis-server` (benchmarks/cache.py) and count the commands each
-candidate sends. Two parts are not timed in batches: contended locks (benchmarks/lock.py:
-processes hammering one lock, acquisitions per second) and dedupe (benchmarks/dedupe.py: many
-callers of one slow function, in one process or spread over four, wall time to serve them
-all). See docs/benchmarks.md for the method and the latest measured tables.
+candidate sends; idempotency (benchmarks/idempotency.py) times a first call and a replay there,
+beside AWS Powertools and the floor of each path on redis-py. Two parts are not timed in
+batches: contended locks (benchmarks/lock.py: processes hammering one lock, acquisitions per
+second) and dedupe (benchmarks/dedupe.py: many callers of one slow function, in one process or
+spread over four, wall time to serve them all). See docs/benchmarks.md for the method and the
+latest measured tables.
 
 Run: ``python benchmarks/run.py`` (about two minutes), ``--quick`` for a smoke test,
 ``--markdown`` for the tables as markdown, ``--check`` to exit 1 when a target is missed,
-``--only retry`` (or breaker, cache, lock, dedupe) for one part.
+``--only retry`` (or breaker, cache, lock, dedupe, idempotency) for one part.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import backoff
 import breaker  # benchmarks/breaker.py, beside this file
 import cache  # benchmarks/cache.py, beside this file
 import dedupe  # benchmarks/dedupe.py, beside this file
+import idempotency  # benchmarks/idempotency.py, beside this file
 import lock  # benchmarks/lock.py, beside this file
 import stamina
 import tenacity
@@ -207,6 +210,7 @@ class Scenario(NamedTuple):
     verify: Verify
     fresh: bool = False  # each call with an argument never used before: a cache miss
     server: Server | None = None  # when set, count each candidate's commands
+    text: bool = False  # each argument passed as a string (an idempotency key), not an int
 
 
 Verify: TypeAlias = Callable[[Scenario, str, asyncio.Runner], None]
@@ -385,6 +389,76 @@ def lock_scenarios(candidates: lock.Candidates, masters: lock.Masters) -> list[S
     ]
 
 
+def verify_idempotency(scenario: Scenario, name: str, runner: asyncio.Runner) -> None:
+    """Check that the candidate answers like the function and runs it once per key."""
+    idempotency.check_idempotent(
+        name, scenario.label, scenario.candidates[name], scenario.function, runner
+    )
+
+
+IDEMPOTENT_FIRST_SYNC = "redis idempotent first call sync"
+IDEMPOTENT_FIRST_ASYNC = "redis idempotent first call async"
+IDEMPOTENT_REPLAY_SYNC = "redis idempotent replay sync"
+IDEMPOTENT_REPLAY_ASYNC = "redis idempotent replay async"
+IDEMPOTENT_LABELS = (
+    IDEMPOTENT_FIRST_SYNC,
+    IDEMPOTENT_FIRST_ASYNC,
+    IDEMPOTENT_REPLAY_SYNC,
+    IDEMPOTENT_REPLAY_ASYNC,
+)
+
+
+def idempotency_scenarios(
+    candidates: idempotency.Candidates, server: cache.RedisServer
+) -> list[Scenario]:
+    """Return the idempotency scenarios: first calls (a new key each) and replays, to raw."""
+    sync, asynchronous = idempotency.create_order, idempotency.acreate_order
+    return [
+        Scenario(
+            IDEMPOTENT_FIRST_SYNC,
+            "sync",
+            sync,
+            candidates.first_sync(),
+            RAW,
+            verify_idempotency,
+            fresh=True,
+            server=server,
+            text=True,
+        ),
+        Scenario(
+            IDEMPOTENT_FIRST_ASYNC,
+            "async",
+            asynchronous,
+            candidates.first_async(),
+            RAW,
+            verify_idempotency,
+            fresh=True,
+            server=server,
+            text=True,
+        ),
+        Scenario(
+            IDEMPOTENT_REPLAY_SYNC,
+            "sync",
+            sync,
+            candidates.replay_sync(),
+            RAW,
+            verify_idempotency,
+            server=server,
+            text=True,
+        ),
+        Scenario(
+            IDEMPOTENT_REPLAY_ASYNC,
+            "async",
+            asynchronous,
+            candidates.replay_async(),
+            RAW,
+            verify_idempotency,
+            server=server,
+            text=True,
+        ),
+    ]
+
+
 def dedupe_scenarios(
     candidates: dedupe.Candidates, fleet: dedupe.Fleet, *, quick: bool
 ) -> list[dedupe.Scenario]:
@@ -409,7 +483,7 @@ def dedupe_scenarios(
 # iterating over the arguments costs every candidate of a scenario alike.
 
 
-def sync_batch(function: Function, arguments: Iterator[int]) -> int:
+def sync_batch(function: Function, arguments: Iterator[object]) -> int:
     """Call *function* with each argument, the collector off; return the nanoseconds it took."""
     gc.disable()
     try:
@@ -424,7 +498,9 @@ def sync_batch(function: Function, arguments: Iterator[int]) -> int:
         gc.enable()
 
 
-async def async_batch(function: Callable[[int], Awaitable[Any]], arguments: Iterator[int]) -> int:
+async def async_batch(
+    function: Callable[[Any], Awaitable[Any]], arguments: Iterator[object]
+) -> int:
     """Await a call per argument inside the running loop, as sync_batch does."""
     gc.disable()
     try:
@@ -482,9 +558,11 @@ class Bench:
     def time_batch(self, calls: int) -> int:
         """Time a batch of *calls* calls; keep the CPU time it took in ``cpu_ns``."""
         gc.collect()  # garbage left by the previous batch is not this one's to pay for
-        arguments = (
+        numbers = (
             itertools.islice(FRESH, calls) if self.scenario.fresh else itertools.repeat(1, calls)
         )
+        # a string per call for every candidate alike, made as the batch runs
+        arguments: Iterator[object] = map(str, numbers) if self.scenario.text else numbers
         cpu = time.process_time_ns()
         if self.scenario.mode == "sync":
             elapsed = sync_batch(self.function, arguments)
@@ -836,6 +914,16 @@ TARGETS: tuple[AnyTarget, ...] = (
     DedupeTarget("threads", dedupe.DEDUPED, 1.5),
     # "cross-process 1 execution with followers served within the leader's time + 20 ms"
     FleetTarget(dedupe.SHARED, 0.020),
+    # "2 commands on a first call (claim+read, store), 1 on a replay"
+    CommandTarget(IDEMPOTENT_FIRST_SYNC, idempotency.IDEMPOTENT, 2),
+    CommandTarget(IDEMPOTENT_FIRST_ASYNC, idempotency.IDEMPOTENT, 2),
+    CommandTarget(IDEMPOTENT_REPLAY_SYNC, idempotency.IDEMPOTENT, 1),
+    CommandTarget(IDEMPOTENT_REPLAY_ASYNC, idempotency.IDEMPOTENT, 1),
+    # "each path within 10% of the raw redis-py floor doing the same commands"
+    Target(IDEMPOTENT_FIRST_SYNC, idempotency.IDEMPOTENT, RAW, 1.1, at_most=True),
+    Target(IDEMPOTENT_FIRST_ASYNC, idempotency.IDEMPOTENT, RAW, 1.1, at_most=True),
+    Target(IDEMPOTENT_REPLAY_SYNC, idempotency.IDEMPOTENT, RAW, 1.1, at_most=True),
+    Target(IDEMPOTENT_REPLAY_ASYNC, idempotency.IDEMPOTENT, RAW, 1.1, at_most=True),
 )
 
 
@@ -844,7 +932,7 @@ def machine(server: cache.RedisServer | None) -> str:
     names += ["circuitbreaker", "purgatory", "pybreaker", "aiobreaker"]
     if server is not None:
         names += ["cachetools", "dogpile.cache", "aiocache", "cashews", "redis", "hiredis"]
-        names += ["python-redis-lock", "pottery"]
+        names += ["python-redis-lock", "pottery", "aws-lambda-powertools"]
     versions = []
     for name in names:
         try:
@@ -1054,10 +1142,14 @@ def report(results: Results, *, markdown: bool) -> list[str]:
     memory = [label for label in ran if label in (HIT_SYNC, HIT_ASYNC)]
     shared = [label for label in ran if label.startswith("redis breaker")]
     locks = [label for label in ran if label in (LOCK_SYNC, LOCK_ASYNC)]
+    idempotent = [label for label in ran if label in IDEMPOTENT_LABELS]
     redis = [
         label
         for label in ran
-        if label.startswith("redis") and label not in shared and label not in locks
+        if label.startswith("redis")
+        and label not in shared
+        and label not in locks
+        and label not in idempotent
     ]
     heading = "### " if markdown else "== "
     parts = []
@@ -1079,6 +1171,9 @@ def report(results: Results, *, markdown: bool) -> list[str]:
     if locks:
         table = redis_table(results, locks, markdown=markdown)
         parts.append(f"{heading}Redis lock, uncontended acquire+release\n\n{table}")
+    if idempotent:
+        table = redis_table(results, idempotent, markdown=markdown)
+        parts.append(f"{heading}Redis idempotency: first call and replay\n\n{table}")
     if results.contended is not None:
         table = contended_table(results.contended, markdown=markdown)
         title = (
@@ -1146,10 +1241,27 @@ def info(results: Results) -> list[str]:
             if scenario == label and name != RAW:
                 trips = 2 * results.ratio(label, name)
                 lines.append(f"info  {label}: {name} = {trips:.1f} round trips of {RAW}")
+    # what an idempotent call spends beyond the floor's, here and in Redis: where a ratio goes
+    for label in IDEMPOTENT_LABELS:
+        if (label, RAW) not in results.benches:
+            continue
+        raw = results.benches[label, RAW].usage
+        for scenario, name in results.benches:
+            if scenario != label or name in (RAW, BARE):
+                continue
+            usage = results.benches[label, name].usage
+            here = (min(usage.client_cpu) - min(raw.client_cpu)) / 1000
+            there = (min(usage.server_cpu) - min(raw.server_cpu)) / 1000
+            ran = usage.commands / usage.calls - raw.commands / raw.calls
+            lines.append(
+                f"info  {label}: {name} = {results.ratio(label, name):.2f}x {RAW}; per call "
+                f"{here:+.0f} us CPU here, {there:+.1f} us CPU in Redis, {ran:+.1f} commands "
+                "Redis ran"
+            )
     return lines
 
 
-PARTS = ("retry", "breaker", "cache", "lock", "dedupe")
+PARTS = ("retry", "breaker", "cache", "lock", "dedupe", "idempotency")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1169,7 +1281,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with contextlib.ExitStack() as stack:
         server = masters = None
-        if {"cache", "breaker", "lock", "dedupe"} & set(parts):
+        if {"cache", "breaker", "lock", "dedupe", "idempotency"} & set(parts):
             try:
                 server = stack.enter_context(cache.RedisServer())
                 masters = stack.enter_context(lock.Masters(server)) if "lock" in parts else None
@@ -1207,6 +1319,10 @@ def main(argv: list[str] | None = None) -> int:
             locks = lock.Candidates(masters)
             stack.callback(locks.close, runner)
             scenarios += lock_scenarios(locks, masters)
+        if server is not None and "idempotency" in parts:
+            idempotent = idempotency.Candidates(server.url)
+            stack.callback(idempotent.close, runner)
+            scenarios += idempotency_scenarios(idempotent, server)
         results = run(rounds, batch_ms, runner, scenarios) if scenarios else Results([], {})
         if server is not None and "lock" in parts:
             log = CommandLog(server)

@@ -54,6 +54,11 @@ CONTENDED_CANDIDATES = (
     "redis-py Lock (default sleep=0.1)",
     "python-redis-lock",
 )
+IDEMPOTENCY_CANDIDATES = {
+    "sync": ("bare call", "raw redis-py", "resilient.idempotent", "Powertools idempotent_function"),
+    # Powertools' idempotent_function has no asyncio support
+    "async": ("bare call", "raw redis-py", "resilient.idempotent"),
+}
 DEDUPE_CANDIDATES = {
     "100 awaits": (
         "hand-written single flight",
@@ -137,6 +142,26 @@ def test_benchmark_runner_counts_two_redis_commands_per_lock_and_release(quick_r
         assert re.search(rf"^{re.escape(candidate)} .* 0$", quick_run, re.MULTILINE), candidate
         # and what each acquisition made Redis run, by command
         assert f"info  contended {candidate}, commands per acquisition" in quick_run
+
+
+def test_benchmark_runner_counts_idempotent_commands_per_first_call_and_replay(
+    quick_run: str,
+) -> None:
+    """Every idempotency candidate is checked to run once per key; `@idempotent` sends 2 and 1."""
+    for mode, candidates in IDEMPOTENCY_CANDIDATES.items():
+        for scenario in ("first call", "replay"):
+            for candidate in candidates:
+                assert f"redis idempotent {scenario} {mode}: {candidate}" in quick_run
+        for scenario, commands in (("first call", "2 commands"), ("replay", "1 command")):
+            line = (
+                f"PASS  redis idempotent {scenario} {mode}: resilient.idempotent sends "
+                f"{commands} per call (EVALSHA"
+            )
+            assert line in quick_run
+        # the time budget is reported either way, never left out
+        for scenario in ("first call", "replay"):
+            line = rf"(PASS|FAIL)  redis idempotent {scenario} {mode}: resilient\.idempotent = "
+            assert re.search(line + r"[\d.]+x raw redis-py \(target <= 1\.1x\)", quick_run)
 
 
 def test_benchmark_runner_serves_every_dedupe_caller(quick_run: str) -> None:
