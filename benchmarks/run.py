@@ -412,50 +412,26 @@ def idempotency_scenarios(
     candidates: idempotency.Candidates, server: cache.RedisServer
 ) -> list[Scenario]:
     """Return the idempotency scenarios: first calls (a new key each) and replays, to raw."""
-    sync, asynchronous = idempotency.create_order, idempotency.acreate_order
+    functions = {"sync": idempotency.create_order, "async": idempotency.acreate_order}
+    paths = [
+        (IDEMPOTENT_FIRST_SYNC, "sync", candidates.first_sync(), True),
+        (IDEMPOTENT_FIRST_ASYNC, "async", candidates.first_async(), True),
+        (IDEMPOTENT_REPLAY_SYNC, "sync", candidates.replay_sync(), False),
+        (IDEMPOTENT_REPLAY_ASYNC, "async", candidates.replay_async(), False),
+    ]
     return [
         Scenario(
-            IDEMPOTENT_FIRST_SYNC,
-            "sync",
-            sync,
-            candidates.first_sync(),
+            label,
+            kind,
+            functions[kind],
+            made,
             RAW,
             verify_idempotency,
-            fresh=True,
+            fresh=fresh,
             server=server,
             text=True,
-        ),
-        Scenario(
-            IDEMPOTENT_FIRST_ASYNC,
-            "async",
-            asynchronous,
-            candidates.first_async(),
-            RAW,
-            verify_idempotency,
-            fresh=True,
-            server=server,
-            text=True,
-        ),
-        Scenario(
-            IDEMPOTENT_REPLAY_SYNC,
-            "sync",
-            sync,
-            candidates.replay_sync(),
-            RAW,
-            verify_idempotency,
-            server=server,
-            text=True,
-        ),
-        Scenario(
-            IDEMPOTENT_REPLAY_ASYNC,
-            "async",
-            asynchronous,
-            candidates.replay_async(),
-            RAW,
-            verify_idempotency,
-            server=server,
-            text=True,
-        ),
+        )
+        for label, kind, made, fresh in paths
     ]
 
 

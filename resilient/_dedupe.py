@@ -41,7 +41,7 @@ from ._drive import CALL, Join, Op, Procedure, backend_failed, emit, run_async, 
 from ._flight import Flights
 from ._keys import CallKeys
 from ._lock import Lease, Lock, LockPolicy
-from ._renewal import renew, stop_renewing
+from ._renewal import renewed_call
 from .backends._types import Locked
 from .events import DedupeBypassed, DedupeJoined, DedupeLed, DedupeTakenOver
 from .exceptions import SharedFlightError
@@ -179,20 +179,15 @@ class _Deduping:
 
     def _lead(self, guard: Lock, lease: Lease, *, in_loop: bool) -> Procedure:
         """Run the function under *lease*, renewed meanwhile; store its outcome; return it."""
-        renewal = renew(guard, lease, lease.taken_at + guard.policy.ttl / 3, in_loop=in_loop)
         try:
-            value = yield CALL
+            value = yield from renewed_call(guard, lease, in_loop=in_loop)
         except BaseException as error:
-            lease.released = True
-            stop_renewing(renewal)
             if isinstance(error, Exception):
                 failure = (type_name(error), str(error))
                 yield from self._land(guard, lease, (lease.token, False, failure))
             else:  # cancelled or interrupted: release the lease with no outcome, for a waiter
                 yield from guard.let_go(lease.owner)
             raise
-        lease.released = True
-        stop_renewing(renewal)
         yield from self._land(guard, lease, (lease.token, True, value))
         self._emit(DedupeLed, elapsed=DEFAULTS.clock.monotonic() - lease.taken_at)
         return value

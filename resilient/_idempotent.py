@@ -44,7 +44,7 @@ from ._decorate import Call, Decorator, Target, resolve_policy
 from ._drive import CALL, Op, Procedure, backend_failed, emit, run_async, run_sync, type_name
 from ._keys import CallKeys, digest
 from ._lock import Lease, Lock, LockPolicy
-from ._renewal import renew, stop_renewing
+from ._renewal import renewed_call
 from .backends._types import Claim, Fetched
 from .backends.memory import LruStore
 from .events import (
@@ -245,20 +245,15 @@ class _Idempotent:
     ) -> Procedure:
         """Run the function under the claim's lease, renewed meanwhile; store its outcome."""
         self._emit(IdempotencyClaimed)
-        renewal = renew(claim, lease, lease.taken_at + self.policy.lease_ttl / 3, in_loop=in_loop)
         try:
-            value = yield CALL
+            value = yield from renewed_call(claim, lease, in_loop=in_loop)
         except BaseException as error:
-            lease.released = True
-            stop_renewing(renewal)
             if isinstance(error, Exception) and self.policy.stores(error):
                 failure = (type_name(error), str(error))
                 yield from self._store(claim, lease, Record(fingerprint, ok=False, payload=failure))
             else:  # the key is free again: the request may be tried again
                 yield from self._release(claim, lease.owner)
             raise
-        lease.released = True
-        stop_renewing(renewal)
         yield from self._store(claim, lease, Record(fingerprint, ok=True, payload=value))
         return value
 

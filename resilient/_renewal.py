@@ -23,10 +23,10 @@ from typing import Any
 
 from ._config import DEFAULTS
 from ._core.renewal import Renewal, Schedule
-from ._drive import Join, Procedure, run_async, run_sync
+from ._drive import CALL, Join, Procedure, run_async, run_sync
 from ._signal import Signal
 
-__all__ = ["renew", "stop_renewing"]
+__all__ = ["renew", "renewed_call", "stop_renewing"]
 
 
 class _Renewer:
@@ -149,3 +149,18 @@ def renew(lock: Any, lease: object, due: float, *, in_loop: bool) -> Renewal:
 def stop_renewing(renewal: Renewal) -> None:
     """Renew *renewal*'s lease no more."""
     renewal.renewer.stop(renewal)
+
+
+def renewed_call(lock: Any, lease: Any, *, in_loop: bool) -> Procedure:
+    """Call the function while *lock* renews *lease*; the lease is released when it returns.
+
+    For a capability that holds a lease for the length of a call (a shared flight's leader,
+    an idempotent call's claim): renewals start a third of the lease's TTL after it was
+    taken, and stop when the call returns or raises, before the caller stores its outcome.
+    """
+    renewal = renew(lock, lease, lease.taken_at + lock.policy.ttl / 3, in_loop=in_loop)
+    try:
+        return (yield CALL)
+    finally:
+        lease.released = True
+        stop_renewing(renewal)

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -106,3 +107,18 @@ def python_processes(
     for process, (_, stderr) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, stderr
     results.extend(json.loads(stdout) for stdout, _ in outputs)
+
+
+def together(count: int, call: Any) -> list[Any]:
+    """Run *call* in *count* threads started at once; return what each got (value or error)."""
+    start = threading.Barrier(count)
+
+    def one(_: int) -> Any:
+        start.wait(PATIENCE)
+        try:
+            return call()
+        except Exception as error:
+            return error
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))

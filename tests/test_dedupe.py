@@ -9,25 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from cache_support import PATIENCE, EventLog
+from cache_support import PATIENCE, EventLog, together
 
 from resilient import DedupePolicy, breaker, deduped, retry
 from resilient.events import DedupeBypassed, DedupeJoined, DedupeLed, DedupeTakenOver
-
-
-def together(count: int, call: Any) -> list[Any]:
-    """Run *call* in *count* threads started at once; return what each got (value or error)."""
-    start = threading.Barrier(count)
-
-    def one(_: int) -> Any:
-        start.wait(PATIENCE)
-        try:
-            return call()
-        except Exception as error:
-            return error
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(one, range(count)))
 
 
 def test_concurrent_threads_share_one_execution_and_its_value() -> None:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from cache_support import PATIENCE, EventLog, run
+from cache_support import PATIENCE, EventLog, run, together
 
 import resilient
 from resilient import IdempotencyPolicy, idempotent
@@ -34,21 +34,6 @@ from resilient.exceptions import (
 
 def new_key() -> str:
     return f"req-{uuid.uuid4()}"
-
-
-def together(count: int, call: Any) -> list[Any]:
-    """Run *call* in *count* threads started at once; return what each got (value or error)."""
-    start = threading.Barrier(count)
-
-    def one(_: int) -> Any:
-        start.wait(PATIENCE)
-        try:
-            return call()
-        except Exception as error:
-            return error
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(one, range(count)))
 
 
 # replaying -------------------------------------------------------------------------------------
