@@ -260,12 +260,16 @@ class _Idempotent:
     def _store(self, claim: _Claim, lease: Lease, record: Record) -> Procedure:
         """Store *record*, which releases the claim and wakes the waiting duplicates.
 
+        Stored only over no record: a call whose lease ran out while it ran never replaces the
+        outcome of the call that took its key over, so a replay never changes once served.
+
         An outcome that cannot be stored keeps the claim, made to last ``ttl`` if the backend
         still answers: the key then stays in progress rather than executing again.
         """
         key, backend, ttl = claim._key(), claim._backend(), self.policy.ttl
+        put = Op("put", (key, tuple(record)), {"ttl": ttl, "token": lease.owner, "absent": True})
         try:
-            yield Op("put", (key, tuple(record)), {"ttl": ttl, "token": lease.owner}, backend)
+            stored = yield put._replace(backend=backend)
         except Exception as error:  # noqa: BLE001 - reported; the call's own outcome stands
             unencodable = isinstance(error, TypeError | ValueError)
             if not unencodable:
@@ -274,7 +278,10 @@ class _Idempotent:
             with contextlib.suppress(Exception):
                 yield Op("extend", (key, lease.owner, ttl), {}, backend)
             return
-        self._keep(key, record)
+        if stored:
+            self._keep(key, record)
+        else:  # the lease ran out while the call ran, and a call that took it over stored first
+            claim._lose(lease, DEFAULTS.clock.monotonic())
 
     def _release(self, claim: _Claim, owner: str) -> Procedure:
         """Give the claim back, if the backend answers (its lease bounds it otherwise)."""

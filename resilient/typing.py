@@ -111,11 +111,13 @@ class Backend(Protocol):
         ttl: float,
         indexes: Sequence[str] = (),
         token: str | None = None,
-    ) -> None:
+        absent: bool = False,
+    ) -> bool:
         """Store *value* for *ttl* seconds and record *key* under each of *indexes*.
 
         With *token*, also release the claim that token holds on *key* and wake every caller
-        waiting for it, in the same atomic step.
+        waiting for it, in the same atomic step. With *absent*, store it only if no value is
+        stored at *key* (the claim is released either way). Return whether it was stored.
         """
 
     def release(self, key: str, token: str) -> None:
@@ -190,7 +192,8 @@ class AsyncBackend(Protocol):
         ttl: float,
         indexes: Sequence[str] = (),
         token: str | None = None,
-    ) -> None:
+        absent: bool = False,
+    ) -> bool:
         """Store *value* (see :meth:`Backend.put`)."""
 
     async def arelease(self, key: str, token: str) -> None:

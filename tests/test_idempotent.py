@@ -491,10 +491,10 @@ def test_a_value_the_backend_cannot_store_keeps_the_key_claimed() -> None:
 class _RefusingBackend(MemoryBackend):
     """A memory backend whose codec refuses anything but plain data, as a shared one would."""
 
-    def put(self, key: str, value: object, **options: Any) -> None:
+    def put(self, key: str, value: object, **options: Any) -> bool:
         if not _plain(value):
             raise TypeError(f"cannot store {value!r}")
-        super().put(key, value, **options)
+        return super().put(key, value, **options)
 
 
 def _plain(value: object) -> bool:

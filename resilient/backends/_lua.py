@@ -94,15 +94,22 @@ PUT: Final = (
     + _INDEX_FUNCTION
     + """
 -- KEYS: the value key, its claim key, then the index keys (standalone only)
--- ARGV: encoded value, ttl ms, token or '', publish command, wake-up channel
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+-- ARGV: encoded value, ttl ms, token or '', publish command, wake-up channel, '1' to store
+-- only if no value is stored
+-- Returns 1 if the value was stored, else 0 (the claim is released either way).
+local stored = 1
+if ARGV[6] == '1' and redis.call('EXISTS', KEYS[1]) == 1 then
+  stored = 0
+else
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
 if ARGV[3] ~= '' then
   release(KEYS[2], ARGV[3], ARGV[4], ARGV[5])
 end
-if #KEYS > 2 then
+if stored == 1 and #KEYS > 2 then
   index(KEYS[1], ARGV[2], 3)
 end
-return 1
+return stored
 """
 )
 

@@ -98,12 +98,20 @@ class LruStore:
         indexes: Sequence[str],
         token: str | None,
         now: float,
-    ) -> None:
-        """Store *value* for *ttl* seconds, index it, and release *token*'s claim on it."""
+        absent: bool = False,
+    ) -> bool:
+        """Store *value* for *ttl* seconds, index it, and release *token*'s claim on it.
+
+        With *absent*, store it only if no value is stored; return whether it was stored.
+        """
         if value is None:
             raise ValueError("a backend stores no None values: None means absent")
         expires_at = now + ttl
         with self._lock:
+            if absent and (entry := self.data.get(key)) is not None and entry[1] > now:
+                if token is not None:
+                    self._release(key, token)
+                return False
             self.data[key] = (value, expires_at)
             self.data.move_to_end(key)
             while len(self.data) > self.maxsize:
@@ -117,6 +125,7 @@ class LruStore:
                 self._prune_indexes(now)
             if token is not None:
                 self._release(key, token)
+            return True
 
     def release(self, key: Hashable, token: str) -> None:
         """Drop the claim *token* holds on *key*, if it does, and wake its waiters."""
@@ -305,15 +314,20 @@ class MemoryBackend:
         ttl: float,
         indexes: Sequence[str] = (),
         token: str | None = None,
-    ) -> None:
-        """Store *value* for *ttl* seconds, index it, and release *token*'s claim."""
-        self._store.put(
+        absent: bool = False,
+    ) -> bool:
+        """Store *value* for *ttl* seconds, index it, and release *token*'s claim.
+
+        With *absent*, only if no value is stored; return whether it was stored.
+        """
+        return self._store.put(
             key,
             value,
             ttl=ttl,
             indexes=indexes,
             token=token,
             now=_config.DEFAULTS.clock.monotonic(),
+            absent=absent,
         )
 
     def release(self, key: str, token: str) -> None:
@@ -347,9 +361,10 @@ class MemoryBackend:
         ttl: float,
         indexes: Sequence[str] = (),
         token: str | None = None,
-    ) -> None:
+        absent: bool = False,
+    ) -> bool:
         """Store *value* (see :meth:`put`)."""
-        self.put(key, value, ttl=ttl, indexes=indexes, token=token)
+        return self.put(key, value, ttl=ttl, indexes=indexes, token=token, absent=absent)
 
     async def arelease(self, key: str, token: str) -> None:
         """Release a claim (see :meth:`release`)."""

@@ -87,6 +87,11 @@ _WOKEN: Final = frozenset({"message", "smessage"})
 _LINGER: Final = 10.0  # seconds a channel stays subscribed on the shared connection after a wait
 
 # Settings for the clients the backend builds; each may be overridden in **redis_options.
+# The connection pool of a client built from a URL: a caller finding every connection in use
+# waits for one (up to `timeout` seconds) instead of failing at once, which redis-py's default
+# pool does past 100 connections; a burst of concurrent calls must queue, not fail.
+_POOL_DEFAULTS: Final[Mapping[str, object]] = {"max_connections": 100, "timeout": 5.0}
+
 _CLIENT_DEFAULTS: Final[Mapping[str, object]] = {
     # A dead or unreachable Redis must cost a bounded delay per call, since the cache fails
     # open; redis-py waits 5 s by default.
@@ -440,7 +445,9 @@ class RedisBackend:
             retries: How many times redis-py re-sends a command at once after a connection
                 error (not after a timeout). Every primitive is safe to send twice.
             **redis_options: Any other redis-py client option. The backend's defaults are
-                ``socket_timeout=1.0`` and ``socket_connect_timeout=1.0``.
+                ``socket_timeout=1.0`` and ``socket_connect_timeout=1.0``. Connections come
+                from a blocking pool of ``max_connections=100``: past that, a call waits up
+                to ``timeout=5.0`` seconds for a free one rather than failing at once.
 
         Raises:
             TypeError: If *redis_options* sets ``retry``, ``retry_on_error``,
@@ -449,12 +456,17 @@ class RedisBackend:
         """
         options = _client_options(redis_options, retries=retries)
 
+        pooled = {**_POOL_DEFAULTS, **options}
+
         def open_sync() -> _SyncOpened:
-            client = redis.Redis.from_url(url, retry=_sync_retry(retries), **options)
+            pool = redis.BlockingConnectionPool.from_url(url, retry=_sync_retry(retries), **pooled)
+            client = redis.Redis.from_pool(pool)
             return client, client.close
 
         def open_async() -> _AsyncOpened:
-            client = redis.asyncio.Redis.from_url(url, retry=_async_retry(retries), **options)
+            retry = _async_retry(retries)
+            pool = redis.asyncio.BlockingConnectionPool.from_url(url, retry=retry, **pooled)
+            client = redis.asyncio.Redis.from_pool(pool)
             return client, client.aclose
 
         return cls._built(open_sync, open_async, codec=codec, name=name, cluster=False)
@@ -652,12 +664,16 @@ class RedisBackend:
         ttl: float,
         indexes: Sequence[str] = (),
         token: str | None = None,
-    ) -> None:
+        absent: bool = False,
+    ) -> bool:
         """Store *value* for *ttl* seconds, index it, and release *token*'s claim (one command).
 
         See :meth:`resilient.typing.Backend.put`.
         """
-        run_sync(self._put(self._sync(), key, value, ttl=ttl, indexes=indexes, token=token))
+        steps = self._put(
+            self._sync(), key, value, ttl=ttl, indexes=indexes, token=token, absent=absent
+        )
+        return run_sync(steps)
 
     async def aput(
         self,
@@ -667,10 +683,12 @@ class RedisBackend:
         ttl: float,
         indexes: Sequence[str] = (),
         token: str | None = None,
-    ) -> None:
+        absent: bool = False,
+    ) -> bool:
         """Store *value* (see :meth:`put`)."""
         client = await self._async()
-        await run_async(self._put(client, key, value, ttl=ttl, indexes=indexes, token=token))
+        steps = self._put(client, key, value, ttl=ttl, indexes=indexes, token=token, absent=absent)
+        return await run_async(steps)
 
     def _put(
         self,
@@ -681,7 +699,8 @@ class RedisBackend:
         ttl: float,
         indexes: Sequence[str],
         token: str | None,
-    ) -> _Steps[None]:
+        absent: bool,
+    ) -> _Steps[bool]:
         if value is None:
             raise ValueError("a backend stores no None values: None means absent")
         milliseconds = _milliseconds(ttl, "ttl")
@@ -691,15 +710,15 @@ class RedisBackend:
             token or "",
             self._publish,
             key + _RELEASED,
+            "1" if absent else "0",
         )
         if not self._cluster:
-            yield from _PUT.steps(client, (key, key + _CLAIM, *indexes), args)
-            return
+            return bool((yield from _PUT.steps(client, (key, key + _CLAIM, *indexes), args)))
         # the index keys live in other slots: record the key in each before writing the value,
         # so that a crash in between leaves a harmless index entry, never an unindexed value
         for index in indexes:
             yield from _INDEX.steps(client, (index,), (key, milliseconds))
-        yield from _PUT.steps(client, (key, key + _CLAIM), args)
+        return bool((yield from _PUT.steps(client, (key, key + _CLAIM), args)))
 
     def release(self, key: str, token: str) -> None:
         """Release *token*'s claim on *key* and wake its waiters, if it still holds it."""

@@ -138,8 +138,11 @@ class _Primitives:
         ttl: float,
         indexes: Sequence[str] = (),
         token: str | None = None,
-    ) -> None:
-        self._call("put", key, value, ttl=ttl, indexes=indexes, token=token)
+        absent: bool = False,
+    ) -> bool:
+        stored = self._call("put", key, value, ttl=ttl, indexes=indexes, token=token, absent=absent)
+        assert stored is True or stored is False, f"{self.mode} put returned {stored!r}"
+        return stored
 
     def release(self, key: str, token: str) -> None:
         self._call("release", key, token)
@@ -358,6 +361,18 @@ class BackendContract:
         fetched = primitives.get(key, Claim(self.token(), _LONG_TTL, below=10.0))
         assert fetched.value == "filled"
         assert fetched.claimed
+
+    def test_a_put_if_absent_never_replaces_a_value(self, primitives: _Primitives) -> None:
+        """``absent=True`` stores only over no value, says whether it stored, and releases."""
+        key, holder = self.key(), self.token()
+        assert primitives.get(key, Claim(holder, _LONG_TTL)).claimed
+        assert primitives.put(key, "first", ttl=5.0, absent=True, token=holder)
+        assert primitives.put(key, "second", ttl=5.0) is True
+        late = self.token()
+        assert primitives.get(key, Claim(late, _LONG_TTL, below=10.0)).claimed
+        assert primitives.put(key, "late", ttl=5.0, absent=True, token=late) is False
+        assert primitives.get(key).value == "second"
+        assert primitives.get(key, Claim(self.token(), _LONG_TTL, below=10.0)).claimed
 
     def test_a_put_without_the_token_keeps_the_claim(self, primitives: _Primitives) -> None:
         """A put without a token (or with another one) leaves the claim with its holder."""
