@@ -21,10 +21,12 @@ from ._config import configure, reset_defaults
 from ._core.breaker import BreakerPolicy, BreakerState, BreakerStats
 from ._core.dedupe import DedupePolicy
 from ._core.idempotency import IdempotencyPolicy
+from ._deadline import Deadline, deadline, remaining
 from ._dedupe import deduped
 from ._idempotent import idempotent
 from ._lock import Lease, Lock, LockPolicy, lock
 from ._retry import Attempt, RetryBudget, Retrying, RetryPolicy, retry, retrying
+from ._timeout import timeout
 
 __all__ = [
     # configuration
@@ -38,6 +40,11 @@ __all__ = [
     "Retrying",
     "Attempt",
     "wait",
+    # deadlines and time limits
+    "deadline",
+    "Deadline",
+    "remaining",
+    "timeout",
     # circuit breaking
     "breaker",
     "Breaker",

@@ -34,8 +34,10 @@ from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack
 
 import attrs
 
+from . import exceptions
 from ._config import DEFAULTS
 from ._core.dedupe import DedupePolicy
+from ._deadline import current as current_deadline
 from ._decorate import Call, Decorator, Target, resolve_policy
 from ._drive import CALL, Join, Op, Procedure, backend_failed, emit, run_async, run_sync, type_name
 from ._flight import Flights
@@ -129,7 +131,11 @@ class _Deduping:
                     self._emit(DedupeLed, elapsed=clock.monotonic() - start)
                 return value
             start = clock.monotonic()
-            yield Join(flight.landing)
+            ambient = current_deadline()  # the caller's (`resilient.deadline`)
+            if ambient is None:
+                yield Join(flight.landing)
+            elif not (yield Join(flight.landing, ambient - start)):
+                raise exceptions.TimeoutError(self.name, None, "waited for a shared call past")
             if flight.abandoned:  # the leader was cancelled or interrupted: try again
                 left = start if left is None else left
                 continue
@@ -164,8 +170,14 @@ class _Deduping:
                 lease = Lease.granted(self.name, locked, ttl, owner, sent=sent, now=sent)
                 return (yield from self._lead(guard, lease, in_loop=in_loop))
             followed = True
+            wait = max(locked.ttl, 0.001)
+            ambient = current_deadline()  # the caller's (`resilient.deadline`)
+            if ambient is not None:
+                if (left := ambient - clock.monotonic()) <= 0:
+                    raise exceptions.TimeoutError(self.name, None, "waited for a shared call past")
+                wait = min(wait, left)
             try:
-                yield Op("wait_released", (key, max(locked.ttl, 0.001)), {}, backend)
+                yield Op("wait_released", (key, wait), {}, backend)
                 outcome = (yield Op("get", (key,), {}, backend)).value
             except Exception as error:  # noqa: BLE001 - run alone, reported
                 return (yield from self._alone(guard, owner, "get", error))

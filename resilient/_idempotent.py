@@ -40,6 +40,7 @@ from ._core.idempotency import (
     key_problem,
     read_record,
 )
+from ._deadline import current as current_deadline
 from ._decorate import Call, Decorator, Target, resolve_policy
 from ._drive import CALL, Op, Procedure, backend_failed, emit, run_async, run_sync, type_name
 from ._keys import CallKeys, digest
@@ -219,6 +220,9 @@ class _Idempotent:
         if waited == now:
             self._emit(IdempotencyInProgress, waiting=wait)
         left = waited + self.policy.wait_timeout - now
+        ambient = current_deadline()  # the caller's (`resilient.deadline`), if earlier
+        if ambient is not None and ambient - now < left:
+            left = ambient - now
         if not wait or left <= 0:
             raise IdempotencyInProgressError(self.name, now - waited)
         return left

@@ -37,6 +37,7 @@ from ._config import DEFAULTS
 from ._core.primitives import needs_primitives
 from ._core.renewal import Renewal
 from ._core.seconds import Seconds, non_negative_seconds, positive_seconds
+from ._deadline import current as current_deadline
 from ._decorate import Call, Decorator, Target, resolve_policy
 from ._drive import Join, Op, Procedure, backend_failed, emit, run_async, run_sync
 from ._renewal import renew, stop_renewing
@@ -330,6 +331,9 @@ class Lock:
         start = clock.monotonic()
         timeout = self.policy.timeout
         deadline = math.inf if timeout is None else start + timeout
+        ambient = current_deadline()  # the caller's (`resilient.deadline`), if earlier
+        if ambient is not None and ambient < deadline:
+            deadline, timeout = ambient, max(0.0, ambient - start)
         queue: _Queue | None = None  # this process's callers waiting for the lock, once held
         try:
             while True:

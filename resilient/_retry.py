@@ -19,6 +19,7 @@ from ._config import DEFAULTS
 from ._core.budget import BudgetWindow
 from ._core.retry import RetryPolicy, RetryRun
 from ._core.seconds import non_negative_number, positive_seconds
+from ._deadline import current as current_deadline
 from ._decorate import Call, Decorator, Target, call_function
 from ._drive import emit, repeat_async, repeat_sync
 from .events import RetriesExhausted, RetryScheduled
@@ -166,7 +167,7 @@ class _RetryDriver:
         if DEFAULTS.testing:
             cap = DEFAULTS.testing_attempts
             attempts = cap if attempts is None else min(attempts, cap)
-        return _Run(self.policy, start, attempts, self.name)
+        return _Run(self.policy, start, attempts, self.name, current_deadline())
 
 
 class _Run(RetryRun):

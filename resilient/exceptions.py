@@ -7,6 +7,7 @@ here are for decisions the library itself makes.
 
 from __future__ import annotations
 
+import builtins
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ __all__ = [
     "LockNotAcquiredError",
     "ResilientError",
     "SharedFlightError",
+    "TimeoutError",
     "UncacheableArgumentError",
 ]
 
@@ -248,6 +250,25 @@ class LockLostError(ResilientError):
         )
         self.name = name
         self.token = token
+
+
+class TimeoutError(ResilientError, builtins.TimeoutError):
+    """A call ran past its time: a ``@timeout`` limit, or the deadline in force.
+
+    A subclass of the builtin :class:`TimeoutError`, so ``except TimeoutError`` catches it
+    too. An async call under ``@timeout`` was cancelled at the limit; a sync one ran to its
+    end (Python cannot interrupt it safely) and its result was dropped.
+
+    Attributes:
+        name: The function or wait that ran out of time.
+        seconds: The time it was given, when a ``@timeout`` set it (else None: a deadline).
+    """
+
+    def __init__(self, name: str, seconds: float | None, what: str = "ran past") -> None:
+        limit = "its deadline" if seconds is None else f"its {seconds:g} s timeout"
+        super().__init__(f"{name} {what} {limit}")
+        self.name = name
+        self.seconds = seconds
 
 
 class UncacheableArgumentError(ResilientError, TypeError):

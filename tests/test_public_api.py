@@ -33,6 +33,11 @@ PUBLIC_NAMES = [
     "Retrying",
     "Attempt",
     "wait",
+    # deadlines and time limits
+    "deadline",
+    "Deadline",
+    "remaining",
+    "timeout",
     # circuit breaking
     "breaker",
     "Breaker",

@@ -221,6 +221,7 @@ class RetryRun:
 
     *name* is the policy's name, for the note; *timed* says whether decisions read the time
     (a deadline or a budget), so that callers can skip reading the clock when they do not.
+    *ambient* is the caller's deadline on the same clock, if one is in force.
     """
 
     __slots__ = (
@@ -237,14 +238,23 @@ class RetryRun:
     )
 
     def __init__(
-        self, policy: RetryPolicy, start: float, max_attempts: int | None, name: str = "retry"
+        self,
+        policy: RetryPolicy,
+        start: float,
+        max_attempts: int | None,
+        name: str = "retry",
+        ambient: float | None = None,
     ) -> None:
         self.policy = policy
         self.start = start
         self.max_attempts = max_attempts
         self._limit = math.inf if max_attempts is None else max_attempts
         self.name = name
-        self.deadline_at = None if policy.deadline is None else start + policy.deadline
+        # the earlier of the policy's deadline and the caller's (`resilient.deadline`)
+        own = None if policy.deadline is None else start + policy.deadline
+        self.deadline_at = (
+            ambient if own is None or (ambient is not None and ambient < own) else own
+        )
         self.timed = self.deadline_at is not None or policy.budget is not None
         self.attempt = 1
         self.previous = 0.0
