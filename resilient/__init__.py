@@ -20,9 +20,11 @@ from ._cache import (
 from ._config import configure, reset_defaults
 from ._core.breaker import BreakerPolicy, BreakerState, BreakerStats
 from ._core.dedupe import DedupePolicy
+from ._core.fallback import FallbackPolicy
 from ._core.idempotency import IdempotencyPolicy
 from ._deadline import Deadline, deadline, remaining
 from ._dedupe import deduped
+from ._fallback import fallback
 from ._idempotent import idempotent
 from ._lock import Lease, Lock, LockPolicy, lock
 from ._retry import Attempt, RetryBudget, Retrying, RetryPolicy, retry, retrying
@@ -54,6 +56,9 @@ __all__ = [
     # single flight
     "deduped",
     "DedupePolicy",
+    # fallbacks
+    "fallback",
+    "FallbackPolicy",
     # idempotency
     "idempotent",
     "IdempotencyPolicy",

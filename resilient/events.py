@@ -34,6 +34,7 @@ __all__ = [
     "DedupeJoined",
     "DedupeLed",
     "DedupeTakenOver",
+    "FallbackUsed",
     "IdempotencyBypassed",
     "IdempotencyClaimed",
     "IdempotencyConflicted",
@@ -526,6 +527,23 @@ class IdempotencyBypassed(Event):
 
 
 @attrs.frozen(kw_only=True)
+class FallbackUsed(Event):
+    """A call raised an exception its fallback answers: the fallback's value is returned instead.
+
+    Reported before a ``handler=`` runs, so a handler that raises is reported too.
+
+    Attributes:
+        error_type: The exception type the call raised.
+    """
+
+    kind: ClassVar[str] = "fallback.used"
+    severity: ClassVar[str] = "warning"
+    attribute_fields: ClassVar[tuple[str, ...]] = ("error_type",)
+
+    error_type: str
+
+
+@attrs.frozen(kw_only=True)
 class BackendFailed(Event):
     """A backend operation failed; the capability carried on as its failure policy says.
 
@@ -602,6 +620,7 @@ def all_event_types() -> tuple[type[Event], ...]:
         IdempotencyTakenOver,
         IdempotencyNotStored,
         IdempotencyBypassed,
+        FallbackUsed,
         BackendFailed,
         StoredValueRejected,
     )

@@ -47,6 +47,9 @@ PUBLIC_NAMES = [
     # single flight
     "deduped",
     "DedupePolicy",
+    # fallbacks
+    "fallback",
+    "FallbackPolicy",
     # idempotency
     "idempotent",
     "IdempotencyPolicy",
