@@ -56,7 +56,7 @@ from typing import Any, Final, NamedTuple, TypeAlias
 import attrs
 
 from ..typing import ExceptionPredicate, ExceptionTypes, ResultPredicate
-from .matching import Handling, Matching, convert_on, exception_types, matching_of
+from .matching import Handling, Matching, convert_on, exception_types, matching_field
 from .primitives import needs_primitives
 from .seconds import Seconds, finite_number, positive_seconds
 from .window import FAILURE, CountWindow, TimeWindow, Window
@@ -319,12 +319,7 @@ class BreakerPolicy:
     )
     sync_interval: float = attrs.field(default=0.25, converter=_sync_interval)
 
-    _matching: Matching = attrs.field(
-        init=False,
-        repr=False,
-        eq=False,
-        default=attrs.Factory(lambda self: matching_of(self.on), takes_self=True),
-    )
+    _matching: Matching = matching_field()
 
     def __attrs_post_init__(self) -> None:
         window = self.window

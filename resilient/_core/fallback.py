@@ -16,7 +16,7 @@ from typing import Any, Final
 import attrs
 
 from ..typing import ExceptionPredicate, ExceptionTypes
-from .matching import Handling, Matching, convert_on, matching_of
+from .matching import Handling, Matching, convert_on, matching_field
 
 __all__ = ["UNSET", "FallbackPolicy"]
 
@@ -77,12 +77,7 @@ class FallbackPolicy:
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
     )
 
-    _matching: Matching = attrs.field(
-        init=False,
-        repr=False,
-        eq=False,
-        default=attrs.Factory(lambda self: matching_of(self.on), takes_self=True),
-    )
+    _matching: Matching = matching_field()
 
     def __attrs_post_init__(self) -> None:
         if self.handler is None and self.value is UNSET:

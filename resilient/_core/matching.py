@@ -3,11 +3,20 @@
 # (retried, counted as a failure), so the errors read right for the decorator the user wrote.
 from __future__ import annotations
 
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
+
+import attrs
 
 from ..typing import ExceptionPredicate, ExceptionTypes
 
-__all__ = ["Handling", "Matching", "convert_on", "exception_types", "matching_of"]
+__all__ = [
+    "Handling",
+    "Matching",
+    "convert_on",
+    "exception_types",
+    "matching_field",
+    "matching_of",
+]
 
 
 class Matching(NamedTuple):
@@ -31,6 +40,20 @@ def matching_of(on: ExceptionTypes | ExceptionPredicate) -> Matching:
     if isinstance(on, type):
         return Matching((on,), None)
     return Matching(None, on)
+
+
+def matching_field() -> Any:
+    """An attrs field holding a policy's ``on=`` split once (see :class:`Matching`).
+
+    Declared on a policy class as ``_matching: Matching = matching_field()``, after its
+    ``on`` field; it takes no argument and is left out of the policy's repr and equality.
+    """
+    return attrs.field(
+        init=False,
+        repr=False,
+        eq=False,
+        default=attrs.Factory(lambda self: matching_of(self.on), takes_self=True),
+    )
 
 
 class Handling(NamedTuple):

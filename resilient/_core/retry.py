@@ -25,7 +25,7 @@ import attrs
 
 from ..typing import ExceptionPredicate, ExceptionTypes, ResultPredicate, Wait
 from .backoff import exponential, full_jitter
-from .matching import Handling, Matching, convert_on, matching_of
+from .matching import Handling, Matching, convert_on, matching_field
 from .seconds import Seconds, non_negative_seconds, positive_seconds
 
 __all__ = ["Budget", "RetryPolicy", "RetryRun", "parse_retry_after", "retry_after_hint"]
@@ -133,12 +133,7 @@ class RetryPolicy:
         default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str))
     )
 
-    _matching: Matching = attrs.field(
-        init=False,
-        repr=False,
-        eq=False,
-        default=attrs.Factory(lambda self: matching_of(self.on), takes_self=True),
-    )
+    _matching: Matching = matching_field()
 
     def __attrs_post_init__(self) -> None:
         if self.attempts is None and self.deadline is None:
