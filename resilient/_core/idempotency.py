@@ -66,9 +66,9 @@ def _key(value: str | Callable[..., object]) -> str | Callable[..., object]:
 def _payload(
     value: tuple[str, ...] | list[str] | Callable[..., object] | None,
 ) -> tuple[str, ...] | Callable[..., object] | None:
+    if value is None or callable(value):
+        return value
     raw: object = value  # typed for callers; checked as whatever arrived
-    if raw is None or callable(raw):
-        return value  # type: ignore[return-value]  # None or a callable, checked above
     if isinstance(raw, list | tuple) and raw and all(isinstance(name, str) for name in raw):
         return tuple(raw)
     raise TypeError(
