@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import wait
 from ._breaker import Breaker, breaker
+from ._bulkhead import bulkhead
 from ._cache import (
     Cached,
     CachePolicy,
@@ -19,6 +20,7 @@ from ._cache import (
 )
 from ._config import configure, reset_defaults
 from ._core.breaker import BreakerPolicy, BreakerState, BreakerStats
+from ._core.bulkhead import BulkheadPolicy
 from ._core.dedupe import DedupePolicy
 from ._core.fallback import FallbackPolicy
 from ._core.idempotency import IdempotencyPolicy
@@ -53,6 +55,9 @@ __all__ = [
     "BreakerPolicy",
     "BreakerState",
     "BreakerStats",
+    # bulkheads
+    "bulkhead",
+    "BulkheadPolicy",
     # single flight
     "deduped",
     "DedupePolicy",

@@ -26,6 +26,8 @@ __all__ = [
     "BreakerOpened",
     "BreakerRejected",
     "BreakerTransitioned",
+    "BulkheadAdmitted",
+    "BulkheadRejected",
     "CacheHit",
     "CacheMissed",
     "CacheRefreshed",
@@ -544,6 +546,38 @@ class FallbackUsed(Event):
 
 
 @attrs.frozen(kw_only=True)
+class BulkheadAdmitted(Event):
+    """A call that waited in a bulkhead's queue was given a slot.
+
+    Calls that find a slot free at once report nothing.
+
+    Attributes:
+        waited: Seconds it waited for the slot.
+    """
+
+    kind: ClassVar[str] = "bulkhead.admitted"
+    severity: ClassVar[str] = "debug"
+    duration_fields: ClassVar[tuple[str, ...]] = ("waited",)
+
+    waited: float
+
+
+@attrs.frozen(kw_only=True)
+class BulkheadRejected(Event):
+    """A bulkhead refused a call with BulkheadFullError: no slot was, or came, free for it.
+
+    Attributes:
+        waited: Seconds it waited in the queue first (0.0 when refused at once).
+    """
+
+    kind: ClassVar[str] = "bulkhead.rejected"
+    severity: ClassVar[str] = "warning"
+    duration_fields: ClassVar[tuple[str, ...]] = ("waited",)
+
+    waited: float
+
+
+@attrs.frozen(kw_only=True)
 class BackendFailed(Event):
     """A backend operation failed; the capability carried on as its failure policy says.
 
@@ -621,6 +655,8 @@ def all_event_types() -> tuple[type[Event], ...]:
         IdempotencyNotStored,
         IdempotencyBypassed,
         FallbackUsed,
+        BulkheadAdmitted,
+        BulkheadRejected,
         BackendFailed,
         StoredValueRejected,
     )

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BackendUnavailableError",
+    "BulkheadFullError",
     "CircuitOpenError",
     "CodecError",
     "IdempotencyConflictError",
@@ -50,6 +51,27 @@ class BackendUnavailableError(ResilientError):
         super().__init__(message)
         self.backend = backend
         self.operation = operation
+
+
+class BulkheadFullError(ResilientError):
+    """A bulkhead refused the call: every slot was taken and no place came free for it.
+
+    Nothing was called. Either its queue was full too (or it has none), and the call was
+    refused at once; or the call waited in the queue for its ``timeout``, or until the
+    caller's deadline, without a slot coming free.
+
+    Attributes:
+        name: The bulkhead's name.
+        max_concurrent: How many calls it lets run at once.
+        waited: Seconds the call waited for a slot (0.0 when it was refused at once).
+    """
+
+    def __init__(self, name: str, max_concurrent: int, waited: float = 0.0) -> None:
+        how = f"no slot came free within {waited:.3g} s" if waited else "no place to wait"
+        super().__init__(f"bulkhead {name!r} is full (max_concurrent={max_concurrent}): {how}")
+        self.name = name
+        self.max_concurrent = max_concurrent
+        self.waited = waited
 
 
 class CircuitOpenError(ResilientError):

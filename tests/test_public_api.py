@@ -44,6 +44,9 @@ PUBLIC_NAMES = [
     "BreakerPolicy",
     "BreakerState",
     "BreakerStats",
+    # bulkheads
+    "bulkhead",
+    "BulkheadPolicy",
     # single flight
     "deduped",
     "DedupePolicy",
