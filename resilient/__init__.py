@@ -24,11 +24,13 @@ from ._core.bulkhead import BulkheadPolicy
 from ._core.dedupe import DedupePolicy
 from ._core.fallback import FallbackPolicy
 from ._core.idempotency import IdempotencyPolicy
+from ._core.ratelimit import RateLimitPolicy
 from ._deadline import Deadline, deadline, remaining
 from ._dedupe import deduped
 from ._fallback import fallback
 from ._idempotent import idempotent
 from ._lock import Lease, Lock, LockPolicy, lock
+from ._ratelimit import RateLimiter, rate_limited
 from ._retry import Attempt, RetryBudget, Retrying, RetryPolicy, retry, retrying
 from ._timeout import timeout
 
@@ -55,6 +57,10 @@ __all__ = [
     "BreakerPolicy",
     "BreakerState",
     "BreakerStats",
+    # rate limiting
+    "rate_limited",
+    "RateLimiter",
+    "RateLimitPolicy",
     # bulkheads
     "bulkhead",
     "BulkheadPolicy",

@@ -17,8 +17,25 @@
 #   any BaseException gives it back.
 # - A call is written once, as a procedure of effects (`CALL`, `Join`), which `run_sync` and
 #   `run_async` perform: threads wait on the Signal, tasks await it in their own loop.
+#
+# Shared (`shared=True`), the slots live on the backend, a counting semaphore whose places are
+# leases (`acquire_slot`, `release_slot`, `extend_slot`, `wait_slot`):
+# - A call takes a slot under a fresh owner id of 128 random bits (one round trip), holds it as
+#   a lease renewed by the lease renewer (`_renewal.renewed_call`, the lock's renewal through a
+#   view of the backend whose `extend` extends the slot), and gives it back in a `finally`. A
+#   process that dies stops renewing: its slots come free after `lease_ttl`.
+# - Waiting never polls: `wait_slot` wakes on a release or when the first lease runs out. Of
+#   this process's waiters only the first waits on the backend; the others wait their turn
+#   in the process (the lock's `_Queue`). `max_waiting` counts this process's waiters.
+# - Fail closed: a slot that cannot be asked for (or waited for) is a BackendUnavailableError,
+#   and the function does not run; an acquisition whose reply was lost is given back. A
+#   release that fails is reported (BackendFailed): the call's outcome stands, and the slot's
+#   lease runs out on its own. A lease found gone (renewal or release) is reported lost.
 from __future__ import annotations
 
+import contextlib
+import math
+import secrets
 import threading
 from collections import deque
 from datetime import timedelta
@@ -28,13 +45,16 @@ from typing import Any, TypedDict, Unpack
 import attrs
 
 from ._config import DEFAULTS
-from ._core.bulkhead import BulkheadPolicy
+from ._core.bulkhead import SLOT_PRIMITIVES, BulkheadPolicy
 from ._deadline import current as current_deadline
 from ._decorate import Call, Decorator, Target, resolve_policy
-from ._drive import CALL, Join, Procedure, emit, run_async, run_sync
+from ._drive import CALL, Join, Op, Procedure, backend_failed, emit, run_async, run_sync
+from ._lock import Lease, Lock, LockPolicy
+from ._lock import _Queue as _Waiters
+from ._renewal import renewed_call
 from ._signal import Signal
 from .events import BulkheadAdmitted, BulkheadRejected
-from .exceptions import BulkheadFullError
+from .exceptions import BackendUnavailableError, BulkheadFullError
 
 __all__ = ["BulkheadOptions", "bulkhead"]
 
@@ -46,17 +66,21 @@ class BulkheadOptions(TypedDict, total=False):
     max_waiting: int
     timeout: float | timedelta | None
     name: str | None
+    shared: bool
+    backend: object
+    lease_ttl: float | timedelta
 
 
 class _Slots:
     """The slots of one bulkhead: how many are taken, and the calls waiting for one, in order."""
 
-    __slots__ = ("busy", "lock", "queue")
+    __slots__ = ("busy", "lock", "queue", "waiting")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.busy = 0
         self.queue: deque[Signal] = deque()
+        self.waiting = 0  # shared: the calls of this process waiting for a slot on the backend
 
     def release(self) -> None:
         """Hand a slot to the first waiter, or free it when nobody waits."""
@@ -76,10 +100,54 @@ class _Slots:
         return False
 
 
+class _Extending:
+    """A backend as the lease of a shared slot sees it: extending the lease extends the slot.
+
+    What lets the lock's renewal (``Lock.renewing``, run by the lease renewer) renew slots.
+    """
+
+    __slots__ = ("backend", "name")
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.name = str(getattr(backend, "name", type(backend).__name__))
+
+    def extend(self, key: str, owner: str, ttl: float) -> bool:
+        """Extend *owner*'s slot of *key*."""
+        return bool(self.backend.extend_slot(key, owner, ttl))
+
+    async def aextend(self, key: str, owner: str, ttl: float) -> bool:
+        """Extend *owner*'s slot of *key*, from async code."""
+        return bool(await self.backend.aextend_slot(key, owner, ttl))
+
+
+class _SlotLease(Lock):
+    """The lease of a call holding a shared slot: renewed, and reported lost, as a lock's."""
+
+    __slots__ = ("_view",)
+
+    def __init__(self, name: str, policy: LockPolicy, stem: str, backend: Any) -> None:
+        super().__init__(name, policy, stem=stem)
+        self._view = _Extending(backend)
+
+    def _backend(self) -> Any:
+        return self._view
+
+
 class _Bulkhead:
     """One policy applied to one function: its slots and its sync and async call steps."""
 
-    __slots__ = ("inner", "max_concurrent", "max_waiting", "name", "slots", "timeout")
+    __slots__ = (
+        "backend",
+        "inner",
+        "lease",
+        "max_concurrent",
+        "max_waiting",
+        "name",
+        "slots",
+        "stem",
+        "timeout",
+    )
 
     def __init__(self, policy: BulkheadPolicy, name: str, inner: Call) -> None:
         self.slots = _Slots()
@@ -88,6 +156,10 @@ class _Bulkhead:
         self.max_concurrent = policy.max_concurrent
         self.max_waiting = policy.max_waiting
         self.timeout = policy.timeout
+        # shared: where the slots live (None: the configured backend), and their leases
+        self.backend = policy.backend
+        self.lease = LockPolicy(ttl=policy.lease_ttl, renew=True)
+        self.stem = f":bulkhead:{{{name.replace('{', '(').replace('}', ')')}}}"
 
     def call_sync(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -99,6 +171,18 @@ class _Bulkhead:
     ) -> Any:
         call = partial(self.inner, wrapped, instance, args, kwargs)
         return await run_async(self._admitted(), call=call)
+
+    def call_shared_sync(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        call = partial(self.inner, wrapped, instance, args, kwargs)
+        return run_sync(self._shared(in_loop=False), call=call)
+
+    async def call_shared_async(
+        self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        call = partial(self.inner, wrapped, instance, args, kwargs)
+        return await run_async(self._shared(in_loop=True), call=call)
 
     def _admitted(self) -> Procedure:
         """Take a slot (waiting in the queue for one if need be), run the call, release it."""
@@ -139,6 +223,103 @@ class _Bulkhead:
         if DEFAULTS.observers:
             emit(DEFAULTS, BulkheadAdmitted(policy=self.name, time=start + waited, waited=waited))
 
+    # shared -----------------------------------------------------------------------------------
+
+    def _shared(self, *, in_loop: bool) -> Procedure:
+        """Take a slot on the backend (waiting for one if need be), run the call, give it back."""
+        backend = self.backend or DEFAULTS.backend
+        missing = [name for name in SLOT_PRIMITIVES if not hasattr(backend, name)]
+        if missing:
+            raise TypeError(
+                f"bulkhead {self.name!r} is shared, but the configured backend {backend!r} "
+                f"lacks {', '.join(missing)}: pass backend= a RedisBackend or a MemoryBackend"
+            )
+        guard = _SlotLease(self.name, self.lease, self.stem, backend)
+        key, owner, ttl = guard._key(), secrets.token_hex(16), self.lease.ttl
+        start = DEFAULTS.clock.monotonic()
+        sent = start
+        if not (yield from self._asking(backend, key, owner)):
+            sent = yield from self._waiting(backend, key, owner, start)
+        lease = Lease(self.name, 0, ttl, owner=owner, taken_at=sent, valid_until=sent + ttl)
+        try:
+            return (yield from renewed_call(guard, lease, in_loop=in_loop))
+        finally:
+            yield from self._giving_back(guard, backend, lease)
+
+    def _waiting(self, backend: Any, key: str, owner: str, start: float) -> Procedure:
+        """Wait for a slot on the backend and take it; return when it was asked for.
+
+        Raises BulkheadFullError when this process has ``max_waiting`` waiters already, or
+        when the wait runs out first.
+        """
+        clock = DEFAULTS.clock
+        left = self._patience(start)
+        slots = self.slots
+        with slots.lock:
+            waits = slots.waiting < self.max_waiting and (left is None or left > 0)
+            if waits:
+                slots.waiting += 1
+        if not waits:
+            raise self._refused(0.0)
+        deadline = math.inf if left is None else start + left
+        waiters = _Waiters.join((id(backend), key))
+        try:
+            while True:
+                # one caller of this process waits on the backend; the others, for their turn
+                while (turn := waiters.first(owner)) is not None:
+                    if (remaining := deadline - clock.monotonic()) <= 0:
+                        raise self._refused(clock.monotonic() - start)
+                    yield Join(turn, None if remaining == math.inf else remaining)
+                if (remaining := deadline - clock.monotonic()) <= 0:
+                    raise self._refused(clock.monotonic() - start)
+                wait = (key, self.max_concurrent, min(remaining, self.lease.ttl))
+                try:
+                    yield Op("wait_slot", wait, {}, backend)
+                except Exception as error:
+                    raise self._unavailable(backend, "wait_slot", error) from error
+                sent = clock.monotonic()
+                if (yield from self._asking(backend, key, owner)):
+                    break
+        finally:
+            waiters.leave(owner)
+            with slots.lock:
+                slots.waiting -= 1
+        if DEFAULTS.observers:
+            emit(DEFAULTS, BulkheadAdmitted(policy=self.name, time=sent, waited=sent - start))
+        return sent
+
+    def _asking(self, backend: Any, key: str, owner: str) -> Procedure:
+        """Ask the backend for a slot once; return whether it was given."""
+        ask = Op("acquire_slot", (key, owner, self.max_concurrent, self.lease.ttl), {}, backend)
+        try:
+            return bool((yield ask))
+        except BaseException as error:
+            # the slot may have been given before the reply was lost: give it back
+            with contextlib.suppress(Exception):
+                yield Op("release_slot", (key, owner), {}, backend)
+            if isinstance(error, Exception):
+                raise self._unavailable(backend, "acquire_slot", error) from error
+            raise
+
+    def _giving_back(self, guard: _SlotLease, backend: Any, lease: Lease) -> Procedure:
+        """Give the slot back, or report why not (its lease runs out on its own)."""
+        try:
+            released = yield Op("release_slot", (guard._key(), lease.owner), {}, backend)
+        except Exception as error:  # noqa: BLE001 - the call's outcome stands; reported
+            backend_failed(self.name, backend, "release_slot", error)
+            return
+        if not released:  # it ran out (or was found gone) while the call ran
+            guard._lose(lease, DEFAULTS.clock.monotonic())
+
+    def _unavailable(self, backend: Any, operation: str, error: Exception) -> Exception:
+        name = str(getattr(backend, "name", type(backend).__name__))
+        return BackendUnavailableError(
+            f"bulkhead {self.name!r}: the backend failed to {operation}: {error!r}; the call "
+            "did not run",
+            backend=name,
+            operation=operation,
+        )
+
     def _patience(self, now: float) -> float | None:
         """Seconds a call starting *now* may wait: the timeout, cut to the caller's deadline."""
         ambient = current_deadline()  # the caller's (`resilient.deadline`)
@@ -160,6 +341,8 @@ class _BulkheadLayer:
 
     def build(self, inner: Call, target: Target) -> Call:
         step = _Bulkhead(self.policy, self.policy.name or target.name, inner)
+        if self.policy.shared:
+            return step.call_shared_async if target.is_async else step.call_shared_sync
         return step.call_async if target.is_async else step.call_sync
 
 
@@ -175,11 +358,19 @@ def bulkhead(
     :class:`~resilient.exceptions.BulkheadFullError` without running. Works on sync and async
     functions and methods.
 
+    With ``shared=True`` the bound holds across every process using the backend (Redis, say):
+    each running call holds a slot there as a lease of ``lease_ttl`` seconds, renewed while it
+    runs, so the slots of a process that dies come free after ``lease_ttl``. A shared bulkhead
+    fails closed: when the backend cannot be reached, a call raises
+    :class:`~resilient.exceptions.BackendUnavailableError` without running.
+
     Raises:
         TypeError: At decoration time, for an unknown keyword, a count that is not an int, a
-            ``timeout`` that is not seconds, or a generator function.
+            ``timeout`` or ``lease_ttl`` that is not seconds, a ``backend`` without the slot
+            primitives, or a generator function.
         ValueError: At decoration time, for ``max_concurrent`` below 1, ``max_waiting`` below
-            0, a ``timeout`` that is not positive, or a ``timeout`` with no queue to wait in.
+            0, a ``timeout`` or ``lease_ttl`` that is not positive, a ``timeout`` with no
+            queue to wait in, or a ``backend`` without ``shared=True``.
 
     Example:
         >>> from resilient import bulkhead

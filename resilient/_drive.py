@@ -45,6 +45,7 @@ __all__ = [
     "Procedure",
     "Repeater",
     "Repeating",
+    "Sleep",
     "Spawn",
     "emit",
     "repeat_async",
@@ -231,6 +232,12 @@ class Join(NamedTuple):
     timeout: float | None = None
 
 
+class Sleep(NamedTuple):
+    """Effect: wait *seconds* on the configured clock (more than zero); send back None."""
+
+    seconds: float
+
+
 class Spawn(NamedTuple):
     """Effect: run *procedure* in the background (a worker thread, or a task of this loop)."""
 
@@ -291,6 +298,8 @@ def run_sync(
                 reply = getattr(target, effect.name)(*effect.args, **effect.kwargs)
             elif type(effect) is Join:
                 reply = effect.landing.wait(effect.timeout)
+            elif type(effect) is Sleep:
+                DEFAULTS.clock.sleep(effect.seconds)
             elif type(effect) is Spawn:
                 _background().submit(run_sync, effect.procedure, backend, call)
             elif callable(effect):
@@ -321,6 +330,8 @@ async def run_async(
                 reply = await getattr(target, "a" + effect.name)(*effect.args, **effect.kwargs)
             elif type(effect) is Join:
                 reply = await effect.landing.await_fired(effect.timeout)
+            elif type(effect) is Sleep:
+                await DEFAULTS.clock.asleep(effect.seconds)
             elif type(effect) is Spawn:
                 task = asyncio.get_running_loop().create_task(
                     run_async(effect.procedure, backend, call)

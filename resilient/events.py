@@ -51,6 +51,8 @@ __all__ = [
     "LockLost",
     "LockReleased",
     "LockRenewed",
+    "RateLimitAllowed",
+    "RateLimitRejected",
     "Event",
     "RetriesExhausted",
     "RetryScheduled",
@@ -529,6 +531,36 @@ class IdempotencyBypassed(Event):
 
 
 @attrs.frozen(kw_only=True)
+class RateLimitAllowed(Event):
+    """A rate limit let a call go, at once or after waiting for its token (``wait=True``).
+
+    Attributes:
+        waited: Seconds the call waited for its token (0.0 when it went at once).
+    """
+
+    kind: ClassVar[str] = "rate_limit.allowed"
+    severity: ClassVar[str] = "debug"
+    duration_fields: ClassVar[tuple[str, ...]] = ("waited",)
+
+    waited: float
+
+
+@attrs.frozen(kw_only=True)
+class RateLimitRejected(Event):
+    """A rate limit refused a call with RateLimitedError: no token was free soon enough.
+
+    Attributes:
+        retry_after: Seconds until a token is free.
+    """
+
+    kind: ClassVar[str] = "rate_limit.rejected"
+    severity: ClassVar[str] = "warning"
+    duration_fields: ClassVar[tuple[str, ...]] = ("retry_after",)
+
+    retry_after: float
+
+
+@attrs.frozen(kw_only=True)
 class FallbackUsed(Event):
     """A call raised an exception its fallback answers: the fallback's value is returned instead.
 
@@ -654,6 +686,8 @@ def all_event_types() -> tuple[type[Event], ...]:
         IdempotencyTakenOver,
         IdempotencyNotStored,
         IdempotencyBypassed,
+        RateLimitAllowed,
+        RateLimitRejected,
         FallbackUsed,
         BulkheadAdmitted,
         BulkheadRejected,

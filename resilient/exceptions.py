@@ -25,6 +25,7 @@ __all__ = [
     "IdempotentFailureError",
     "LockLostError",
     "LockNotAcquiredError",
+    "RateLimitedError",
     "ResilientError",
     "SharedFlightError",
     "TimeoutError",
@@ -117,6 +118,26 @@ class CodecError(ResilientError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class RateLimitedError(ResilientError):
+    """A rate limit refused the call: no token is free for it now.
+
+    Nothing was called. A :func:`resilient.retry` that retries this error waits for
+    :attr:`retry_after` (up to its ``max_wait``), as it does for any Retry-After hint.
+
+    Attributes:
+        name: The rate limit's name.
+        retry_after: Seconds until a token is free (a call made then is admitted, unless
+            others take the token first).
+    """
+
+    def __init__(self, name: str, retry_after: float) -> None:
+        super().__init__(
+            f"rate limit {name!r} reached: the next call is free in {retry_after:.3g} s"
+        )
+        self.name = name
+        self.retry_after = retry_after
 
 
 class SharedFlightError(ResilientError):

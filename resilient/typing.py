@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 from .events import Event
 
 if TYPE_CHECKING:
-    from .backends import Claim, Fetched, Locked, Versioned
+    from .backends import Claim, Fetched, Locked, Throttled, Versioned
 
 __all__ = [
     "AsyncBackend",
@@ -155,6 +155,16 @@ class Backend(Protocol):
         stored by the same *writer* reports ``stored=True``.
         """
 
+    def throttle(self, key: str, interval: float, burst: int, max_wait: float = 0.0) -> Throttled:
+        """Decide one call of the rate limit *key*: one call every *interval* seconds.
+
+        Up to *burst* calls may go at once after a quiet spell. A call over the limit may
+        reserve the next token if it comes within *max_wait* seconds: it is admitted, told
+        how long to wait, and counted at once. The decision reads and updates the key in one
+        atomic step, on the store's own clock, and the key expires when its bucket is full
+        again. See :mod:`resilient._core.ratelimit` for the arithmetic (GCRA).
+        """
+
     def lock(self, key: str, owner: str, ttl: float) -> Locked:
         """Take the lock *key* for *owner* (128 random bits) for *ttl* seconds, if it is free.
 
@@ -169,6 +179,29 @@ class Backend(Protocol):
     def extend(self, key: str, owner: str, ttl: float) -> bool:
         """Make *owner*'s lock on *key* last *ttl* seconds from now; False if it holds none."""
 
+    def acquire_slot(self, key: str, owner: str, limit: int, ttl: float) -> bool:
+        """Take one of the *limit* slots of *key* for *owner* (128 random bits), for *ttl* s.
+
+        The slots of a key are a counting semaphore whose places are leases: leases that ran
+        out are dropped first, then *owner* is admitted if fewer than *limit* live leases are
+        held. An owner holding a slot already (the same request sent twice) is admitted
+        again, still holding one slot, its lease lasting *ttl* seconds from now. Returns
+        whether *owner* holds a slot.
+        """
+
+    def release_slot(self, key: str, owner: str) -> bool:
+        """Give back *owner*'s slot of *key* and wake its waiters; False if it holds none."""
+
+    def extend_slot(self, key: str, owner: str, ttl: float) -> bool:
+        """Make *owner*'s slot of *key* last *ttl* seconds from now; False if it holds none."""
+
+    def wait_slot(self, key: str, limit: int, timeout: float) -> None:
+        """Block until fewer than *limit* slots of *key* are held, or *timeout* seconds pass.
+
+        Returns at once when a slot is free; else when a slot is released, the first lease
+        held runs out, or *timeout* passes: never by polling in a tight loop.
+        """
+
 
 @runtime_checkable
 class AsyncBackend(Protocol):
@@ -176,8 +209,9 @@ class AsyncBackend(Protocol):
 
     The methods are those of :class:`Backend` with an ``a`` in front (``aget``, ``aput``,
     ``arelease``, ``await_released``, ``adelete``, ``apurge``, ``aget_versioned``,
-    ``aset_versioned``, ``alock``, ``aunlock``, ``aextend``), so that one object can serve
-    sync and async callers, as :class:`resilient.backends.MemoryBackend` and
+    ``aset_versioned``, ``athrottle``, ``alock``, ``aunlock``, ``aextend``, ``aacquire_slot``,
+    ``arelease_slot``, ``aextend_slot``, ``await_slot``), so that one
+    object can serve sync and async callers, as :class:`resilient.backends.MemoryBackend` and
     :class:`resilient.backends.RedisBackend` do.
     """
 
@@ -216,6 +250,11 @@ class AsyncBackend(Protocol):
     ) -> Versioned:
         """Compare and set a versioned value (see :meth:`Backend.set_versioned`)."""
 
+    async def athrottle(
+        self, key: str, interval: float, burst: int, max_wait: float = 0.0
+    ) -> Throttled:
+        """Decide one call of a rate limit (see :meth:`Backend.throttle`)."""
+
     async def alock(self, key: str, owner: str, ttl: float) -> Locked:
         """Take a lock (see :meth:`Backend.lock`)."""
 
@@ -224,6 +263,18 @@ class AsyncBackend(Protocol):
 
     async def aextend(self, key: str, owner: str, ttl: float) -> bool:
         """Extend a lock (see :meth:`Backend.extend`)."""
+
+    async def aacquire_slot(self, key: str, owner: str, limit: int, ttl: float) -> bool:
+        """Take a slot (see :meth:`Backend.acquire_slot`)."""
+
+    async def arelease_slot(self, key: str, owner: str) -> bool:
+        """Give back a slot (see :meth:`Backend.release_slot`)."""
+
+    async def aextend_slot(self, key: str, owner: str, ttl: float) -> bool:
+        """Extend a slot (see :meth:`Backend.extend_slot`)."""
+
+    async def await_slot(self, key: str, limit: int, timeout: float) -> None:  # noqa: ASYNC109 - see above
+        """Wait until a slot of *key* may be free (see :meth:`Backend.wait_slot`)."""
 
 
 @runtime_checkable

@@ -44,6 +44,10 @@ PUBLIC_NAMES = [
     "BreakerPolicy",
     "BreakerState",
     "BreakerStats",
+    # rate limiting
+    "rate_limited",
+    "RateLimiter",
+    "RateLimitPolicy",
     # bulkheads
     "bulkhead",
     "BulkheadPolicy",
@@ -254,7 +258,7 @@ def test_import_pulls_in_no_optional_or_test_dependency() -> None:
 
 
 def test_every_library_exception_derives_from_resilient_error() -> None:
-    """Every exception class in resilient.exceptions is a ResilientError and is public."""
+    """Every exception class in resilient.exceptions is a ResilientError (or a warning), public."""
     base = resilient.exceptions.ResilientError
     assert issubclass(base, Exception)
     classes = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._types import Claim, Fetched, Locked, Versioned
+from ._types import Claim, Fetched, Locked, Throttled, Versioned
 from .codec import Codec
 from .memory import MemoryBackend
 
@@ -27,6 +27,7 @@ __all__ = [
     "MemoryBackend",
     "RedisBackend",
     "RedlockBackend",
+    "Throttled",
     "Versioned",
 ]
 

@@ -27,6 +27,8 @@ __all__ = [
     "PUT",
     "RELEASE",
     "SET_VERSIONED",
+    "SLOTS",
+    "THROTTLE",
     "UNLOCK",
 ]
 
@@ -158,6 +160,26 @@ end
 return {0, version, record[2], time[1], time[2]}
 """
 
+THROTTLE: Final = """
+-- KEYS: the rate limit (its theoretical arrival time, in microseconds of the server's TIME).
+-- ARGV: the interval and max_wait in microseconds, the burst. The GCRA decision of
+-- resilient/_core/ratelimit.py. Returns {1 if admitted else 0, microseconds to wait}. Run twice
+-- (re-sent after a lost reply), it counts the call twice: fewer calls are admitted, never more.
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local interval = tonumber(ARGV[1])
+local start = math.max(tonumber(redis.call('GET', KEYS[1])) or now, now)
+local wait = start + interval - tonumber(ARGV[3]) * interval - now
+if wait <= 0.001 then
+  wait = 0
+elseif wait > tonumber(ARGV[2]) then
+  return {0, math.ceil(wait)}
+end
+local full = start + interval
+redis.call('SET', KEYS[1], string.format('%.3f', full), 'PX', math.ceil((full - now) / 1000))
+return {1, math.ceil(wait)}
+"""
+
 LOCK: Final = """
 -- KEYS: the lock (the claim key), its fencing token, the fencing counter
 -- ARGV: owner, ttl ms
@@ -205,4 +227,50 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0
+"""
+
+SLOTS: Final = """
+-- A counting semaphore whose places are leases (a shared bulkhead's slots).
+-- KEYS: the holders, a sorted set of owner -> when its lease runs out (server ms)
+-- ARGV: the operation ('acquire', 'release', 'extend' or 'full'), owner, limit, ttl ms,
+-- publish command, wake-up channel
+-- Leases run out first. Then:
+-- 'acquire': admit the owner if it holds a lease already (the same request sent twice) or
+--   fewer than limit do, its lease lasting ttl ms from now; 1 if admitted, else 0.
+-- 'release': drop the owner's lease and publish on the channel; 1 if it held one, else 0.
+-- 'extend': make the owner's lease last ttl ms from now; 1 if it held one, else 0.
+-- 'full': -1 if fewer than limit hold a lease, else the ms until the first lease runs out.
+-- Safe to run twice: an owner admitted again keeps one lease; a second release finds none.
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now))
+local operation, owner = ARGV[1], ARGV[2]
+if operation == 'release' then
+  if redis.call('ZREM', KEYS[1], owner) == 1 then
+    redis.call(ARGV[5], ARGV[6], '1')
+    return 1
+  end
+  return 0
+end
+if operation == 'full' then
+  if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
+    return -1
+  end
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return tonumber(first[2]) - now
+end
+local held = redis.call('ZSCORE', KEYS[1], owner)
+if operation == 'extend' then
+  if not held then
+    return 0
+  end
+elseif not held and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+local ttl = tonumber(ARGV[4])
+redis.call('ZADD', KEYS[1], string.format('%d', now + ttl), owner)
+if redis.call('PTTL', KEYS[1]) < ttl then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
 """

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["Claim", "Fetched", "Locked", "Versioned"]
+from .._core.ratelimit import Throttled
+
+__all__ = ["Claim", "Fetched", "Locked", "Throttled", "Versioned"]
 
 
 class Claim(NamedTuple):

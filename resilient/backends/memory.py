@@ -27,6 +27,7 @@ from typing import cast
 import attrs
 
 from .. import _config
+from .._core.ratelimit import ADMITTED, Throttled, throttle
 from .._signal import Signal
 from ._types import MISS, Claim, Fetched, Locked, Versioned
 
@@ -39,6 +40,79 @@ class _Held:
     expires_at: float
     released: Signal = attrs.field(factory=Signal)
     fence: int | None = None  # a lock's fencing token; None for a cache claim
+
+
+class _Semaphores:
+    """Counting semaphores whose places are leases: per key, when each holder's runs out.
+
+    A key is kept only while someone holds a place. Each key has a Signal that a release
+    fires (and replaces), which waiters wait on, up to when the first lease runs out.
+    """
+
+    __slots__ = ("_held", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = Lock()
+        self._held: dict[str, tuple[dict[str, float], Signal]] = {}
+
+    def _holders(self, key: str, now: float) -> tuple[dict[str, float], Signal] | None:
+        """The live holders of *key* and its release signal, with run-out leases dropped."""
+        entry = self._held.get(key)
+        if entry is not None:
+            holders = entry[0]
+            for owner in [owner for owner, until in holders.items() if until <= now]:
+                del holders[owner]
+            if not holders:
+                del self._held[key]
+                return None
+        return entry
+
+    def acquire(self, key: str, owner: str, limit: int, ttl: float, now: float) -> bool:
+        """Give *owner* a place of *key* for *ttl* seconds, if it holds one or one is free."""
+        with self._lock:
+            entry = self._holders(key, now)
+            if entry is None:
+                entry = self._held[key] = ({}, Signal())
+            holders = entry[0]
+            if owner not in holders and len(holders) >= limit:
+                return False
+            holders[owner] = now + ttl
+            return True
+
+    def release(self, key: str, owner: str, now: float) -> bool:
+        """Take *owner*'s place of *key* back and wake the waiters; False if it held none."""
+        with self._lock:
+            entry = self._holders(key, now)
+            if entry is None or entry[0].pop(owner, None) is None:
+                return False
+            holders, released = entry
+            if holders:
+                self._held[key] = (holders, Signal())
+            else:
+                del self._held[key]
+        released.fire()
+        return True
+
+    def extend(self, key: str, owner: str, ttl: float, now: float) -> bool:
+        """Make *owner*'s live place of *key* last *ttl* seconds from *now*."""
+        with self._lock:
+            entry = self._holders(key, now)
+            if entry is None or owner not in entry[0]:
+                return False
+            entry[0][owner] = now + ttl
+            return True
+
+    def full(self, key: str, limit: int, now: float) -> tuple[Signal, float] | None:
+        """None if fewer than *limit* places of *key* are held; else what a waiter waits on.
+
+        That is the signal the next release fires, and the seconds until the first lease
+        runs out.
+        """
+        with self._lock:
+            entry = self._holders(key, now)
+            if entry is None or len(entry[0]) < limit:
+                return None
+            return entry[1], min(entry[0].values()) - now
 
 
 class LruStore:
@@ -243,6 +317,13 @@ class MemoryBackend:
         self._versioned = LruStore(maxsize)
         self._regions: dict[str, LruStore] = {}
         self._lock = Lock()
+        self._semaphores = _Semaphores()  # the slots of shared bulkheads
+        # rate limits: each key's theoretical arrival time (see resilient/_core/ratelimit.py);
+        # a key whose time has passed holds a full bucket, the same as no entry, so entries
+        # past it are dropped when the map outgrows `_rates_bound` (never a live one)
+        self._rates: dict[str, float] = {}
+        self._rates_lock = Lock()
+        self._rates_bound = maxsize
 
     def __repr__(self) -> str:
         return f"MemoryBackend(maxsize={self._store.maxsize!r}, name={self.name!r})"
@@ -293,6 +374,48 @@ class MemoryBackend:
     def extend(self, key: str, owner: str, ttl: float) -> bool:
         """Make *owner*'s lock on *key* last *ttl* seconds from now."""
         return self._store.extend(key, owner, ttl, _config.DEFAULTS.clock.monotonic())
+
+    def acquire_slot(self, key: str, owner: str, limit: int, ttl: float) -> bool:
+        """Take one of *limit* slots of *key* for *owner* (see :meth:`Backend.acquire_slot`)."""
+        now = _config.DEFAULTS.clock.monotonic()
+        return self._semaphores.acquire(key, owner, limit, ttl, now)
+
+    def release_slot(self, key: str, owner: str) -> bool:
+        """Give back *owner*'s slot of *key* and wake its waiters."""
+        return self._semaphores.release(key, owner, _config.DEFAULTS.clock.monotonic())
+
+    def extend_slot(self, key: str, owner: str, ttl: float) -> bool:
+        """Make *owner*'s slot of *key* last *ttl* seconds from now."""
+        return self._semaphores.extend(key, owner, ttl, _config.DEFAULTS.clock.monotonic())
+
+    def wait_slot(self, key: str, limit: int, timeout: float) -> None:
+        """Block until fewer than *limit* slots of *key* are held, or *timeout* seconds pass."""
+        full = self._semaphores.full(key, limit, _config.DEFAULTS.clock.monotonic())
+        if full is not None:
+            full[0].wait(min(timeout, full[1]))
+
+    def throttle(self, key: str, interval: float, burst: int, max_wait: float = 0.0) -> Throttled:
+        """Decide one call of the rate limit *key* (see :class:`resilient.typing.Backend`)."""
+        rates = self._rates
+        with self._rates_lock:
+            now = _config.DEFAULTS.clock.monotonic()
+            tat = rates.get(key)
+            if tat is None:  # a key not seen lately: its bucket is full
+                if len(rates) >= self._rates_bound:
+                    self._forget_full_buckets(now)
+                tat = now
+            if tat <= now:  # a full bucket: the core's decision is "go", one interval spent
+                rates[key] = now + interval
+                return ADMITTED
+            decision, rates[key] = throttle(tat, now, interval, burst, max_wait)
+        return decision
+
+    def _forget_full_buckets(self, now: float) -> None:
+        """Drop the rate limits whose buckets are full again; raise the bound if none were."""
+        rates = self._rates
+        for key in [key for key, tat in rates.items() if tat <= now]:
+            del rates[key]
+        self._rates_bound = max(self._rates_bound, 2 * len(rates))
 
     def _read_versioned(self, key: str, now: float) -> tuple[Versioned, str | None]:
         """Return what is stored at *key*, and the writer that stored it."""
@@ -395,6 +518,30 @@ class MemoryBackend:
     async def aextend(self, key: str, owner: str, ttl: float) -> bool:
         """Extend a lock (see :meth:`extend`)."""
         return self.extend(key, owner, ttl)
+
+    async def aacquire_slot(self, key: str, owner: str, limit: int, ttl: float) -> bool:
+        """Take a slot (see :meth:`acquire_slot`)."""
+        return self.acquire_slot(key, owner, limit, ttl)
+
+    async def arelease_slot(self, key: str, owner: str) -> bool:
+        """Give back a slot (see :meth:`release_slot`)."""
+        return self.release_slot(key, owner)
+
+    async def aextend_slot(self, key: str, owner: str, ttl: float) -> bool:
+        """Extend a slot (see :meth:`extend_slot`)."""
+        return self.extend_slot(key, owner, ttl)
+
+    async def await_slot(self, key: str, limit: int, timeout: float) -> None:  # noqa: ASYNC109 - protocol
+        """Wait in the running task until a slot of *key* may be free (see :meth:`wait_slot`)."""
+        full = self._semaphores.full(key, limit, _config.DEFAULTS.clock.monotonic())
+        if full is not None:
+            await full[0].await_fired(min(timeout, full[1]))
+
+    async def athrottle(
+        self, key: str, interval: float, burst: int, max_wait: float = 0.0
+    ) -> Throttled:
+        """Decide one call of a rate limit (see :meth:`throttle`)."""
+        return self.throttle(key, interval, burst, max_wait)
 
     async def aget_versioned(self, key: str) -> Versioned:
         """Read a versioned value (see :meth:`get_versioned`)."""

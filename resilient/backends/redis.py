@@ -49,6 +49,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 from .._config import DEFAULTS
+from .._core.ratelimit import ADMITTED
 from .._drive import Join, emit, run_async, run_sync
 from .._signal import Signal
 from ..events import StoredValueRejected
@@ -56,7 +57,7 @@ from ..exceptions import CodecError
 from ..typing import Subscription
 from . import _lua
 from ._pubsub import Hub
-from ._types import MISS, Claim, Fetched, Locked, Versioned
+from ._types import MISS, Claim, Fetched, Locked, Throttled, Versioned
 from .codec import Codec
 
 __all__ = ["RedisBackend"]
@@ -130,11 +131,14 @@ _INDEX: Final = _Script(_lua.INDEX)
 _RELEASE: Final = _Script(_lua.RELEASE)
 _GET_VERSIONED: Final = _Script(_lua.GET_VERSIONED)
 _SET_VERSIONED: Final = _Script(_lua.SET_VERSIONED)
+_THROTTLE: Final = _Script(_lua.THROTTLE)
 _LOCK: Final = _Script(_lua.LOCK)
 _UNLOCK: Final = _Script(_lua.UNLOCK)
 _EXTEND: Final = _Script(_lua.EXTEND)
 _FENCING: Final = ":token"
 _FENCE: Final = ":fence"
+_SLOTS: Final = _Script(_lua.SLOTS)
+_HOLDERS: Final = ":slots"
 
 
 def _milliseconds(seconds: float, what: str) -> int:
@@ -745,19 +749,29 @@ class RedisBackend:
 
     def _wait_released(self, client: Any, key: str, timeout: float) -> _Steps[None]:
         claim = key + _CLAIM
-        listening = self._listening(client, key + _RELEASED)
+
+        def held() -> _Steps[float | None]:
+            return _wait_for(int((yield partial(client.pttl, claim))), timeout)
+
+        yield from self._woken(client, key + _RELEASED, held)
+
+    def _woken(
+        self, client: Any, channel: str, held: Callable[[], _Steps[float | None]]
+    ) -> _Steps[None]:
+        """Wait for a release on *channel* while *held* says how long to (None: not at all)."""
+        listening = self._listening(client, channel)
         try:
             live = listening.live_at_once()  # then every release from now on is heard
-            wait = _wait_for(int((yield partial(client.pttl, claim))), timeout)
+            wait = yield from held()
             if wait is None or wait <= 0:
                 return
             deadline = time.monotonic() + wait
             if not live:
                 # a release published before the subscription took effect would go unheard:
-                # once it has, look again whether the claim is still held
+                # once it has, look again whether it is still held
                 if not (yield from listening.armed(deadline)):
                     return
-                wait = _wait_for(int((yield partial(client.pttl, claim))), timeout)
+                wait = yield from held()
                 if wait is None:
                     return
                 deadline = min(deadline, time.monotonic() + wait)
@@ -879,6 +893,28 @@ class RedisBackend:
         current = None if data is None else self._decode(key, data)
         return Versioned(current, int(now), time_now)
 
+    def throttle(self, key: str, interval: float, burst: int, max_wait: float = 0.0) -> Throttled:
+        """Decide one call of the rate limit *key* on the server's clock (one command).
+
+        See :meth:`resilient.typing.Backend.throttle`.
+        """
+        return run_sync(self._throttle(self._sync(), key, interval, burst, max_wait))
+
+    async def athrottle(
+        self, key: str, interval: float, burst: int, max_wait: float = 0.0
+    ) -> Throttled:
+        """Decide one call of a rate limit (see :meth:`throttle`)."""
+        return await run_async(self._throttle(await self._async(), key, interval, burst, max_wait))
+
+    def _throttle(
+        self, client: Any, key: str, interval: float, burst: int, max_wait: float
+    ) -> _Steps[Throttled]:
+        args = (repr(interval * 1e6), repr(min(max_wait, _FOREVER) * 1e6), burst)
+        admitted, wait = yield from _THROTTLE.steps(client, (key,), args)
+        if admitted and not wait:
+            return ADMITTED
+        return Throttled(admitted=bool(admitted), wait=int(wait) / 1e6)
+
     def lock(self, key: str, owner: str, ttl: float) -> Locked:
         """Take the lock *key* for *owner* with a fencing token (one command).
 
@@ -923,6 +959,64 @@ class RedisBackend:
         args = (owner, _milliseconds(ttl, "ttl"))
         keys = (key + _CLAIM, key + _FENCING)
         return bool((yield from _EXTEND.steps(client, keys, args)))
+
+    def acquire_slot(self, key: str, owner: str, limit: int, ttl: float) -> bool:
+        """Take one of *limit* slots of *key* for *owner*, a lease of *ttl* s (one command).
+
+        See :meth:`resilient.typing.Backend.acquire_slot`. The holders are a sorted set at
+        ``key + ":slots"``, scored by when each lease runs out on the server's clock.
+        """
+        steps = self._slot_steps(self._sync(), "acquire", key, owner, limit=limit, ttl=ttl)
+        return bool(run_sync(steps))
+
+    async def aacquire_slot(self, key: str, owner: str, limit: int, ttl: float) -> bool:
+        """Take a slot (see :meth:`acquire_slot`)."""
+        steps = self._slot_steps(await self._async(), "acquire", key, owner, limit=limit, ttl=ttl)
+        return bool(await run_async(steps))
+
+    def release_slot(self, key: str, owner: str) -> bool:
+        """Give back *owner*'s slot of *key* and wake its waiters (one command)."""
+        return bool(run_sync(self._slot_steps(self._sync(), "release", key, owner)))
+
+    async def arelease_slot(self, key: str, owner: str) -> bool:
+        """Give back a slot (see :meth:`release_slot`)."""
+        return bool(await run_async(self._slot_steps(await self._async(), "release", key, owner)))
+
+    def extend_slot(self, key: str, owner: str, ttl: float) -> bool:
+        """Make *owner*'s slot of *key* last *ttl* seconds from now (one command)."""
+        return bool(run_sync(self._slot_steps(self._sync(), "extend", key, owner, ttl=ttl)))
+
+    async def aextend_slot(self, key: str, owner: str, ttl: float) -> bool:
+        """Extend a slot (see :meth:`extend_slot`)."""
+        client = await self._async()
+        return bool(await run_async(self._slot_steps(client, "extend", key, owner, ttl=ttl)))
+
+    def wait_slot(self, key: str, limit: int, timeout: float) -> None:
+        """Block until fewer than *limit* slots of *key* are held, or *timeout* seconds pass.
+
+        Woken by a release's message on the key's channel, or when the first lease runs out;
+        never by polling.
+        """
+        run_sync(self._wait_slot(self._sync(), key, limit, timeout))
+
+    async def await_slot(self, key: str, limit: int, timeout: float) -> None:  # noqa: ASYNC109 - protocol
+        """Wait until a slot of *key* may be free (see :meth:`wait_slot`)."""
+        await run_async(self._wait_slot(await self._async(), key, limit, timeout))
+
+    def _slot_steps(
+        self, client: Any, operation: str, key: str, owner: str, *, limit: int = 0, ttl: float = 0.0
+    ) -> _Steps[int]:
+        """Run the SLOTS script's *operation* on the holders of *key*; its integer reply."""
+        milliseconds = _milliseconds(ttl, "ttl") if operation in {"acquire", "extend"} else 0
+        args = (operation, owner, limit, milliseconds, self._publish, key + _RELEASED)
+        return int((yield from _SLOTS.steps(client, (key + _HOLDERS,), args)))
+
+    def _wait_slot(self, client: Any, key: str, limit: int, timeout: float) -> _Steps[None]:
+        def full() -> _Steps[float | None]:
+            first = yield from self._slot_steps(client, "full", key, "", limit=limit)
+            return None if first < 0 else min(timeout, first / 1000)
+
+        yield from self._woken(client, key + _RELEASED, full)
 
     def publish(self, channel: str, message: str) -> None:
         """Send *message* to every subscriber of *channel*, in every process (one command).

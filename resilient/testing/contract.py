@@ -41,7 +41,7 @@ from typing import Any, ClassVar, Final
 
 import pytest
 
-from ..backends._types import Claim, Fetched, Locked, Versioned
+from ..backends._types import Claim, Fetched, Locked, Throttled, Versioned
 
 __all__ = ["BackendContract", "BroadcasterContract"]
 
@@ -54,9 +54,14 @@ _ASYNC_NAMES: Final = {
     "purge": "apurge",
     "get_versioned": "aget_versioned",
     "set_versioned": "aset_versioned",
+    "throttle": "athrottle",
     "lock": "alock",
     "unlock": "aunlock",
     "extend": "aextend",
+    "acquire_slot": "aacquire_slot",
+    "release_slot": "arelease_slot",
+    "extend_slot": "aextend_slot",
+    "wait_slot": "await_slot",
 }
 # Short real TTLs keep the suite quick; the sleeps past them leave room for coarse expiry.
 _SHORT_TTL: Final = 0.3
@@ -175,6 +180,11 @@ class _Primitives:
         assert isinstance(written, Versioned), f"{self.mode} set_versioned returned {written!r}"
         return written
 
+    def throttle(self, key: str, interval: float, burst: int, max_wait: float = 0.0) -> Throttled:
+        decision = self._call("throttle", key, interval, burst, max_wait)
+        assert isinstance(decision, Throttled), f"{self.mode} throttle returned {decision!r}"
+        return decision
+
     def lock(self, key: str, owner: str, ttl: float) -> Locked:
         locked = self._call("lock", key, owner, ttl)
         assert isinstance(locked, Locked), f"{self.mode} lock returned {locked!r}"
@@ -189,6 +199,27 @@ class _Primitives:
         extended = self._call("extend", key, owner, ttl)
         assert type(extended) is bool, f"{self.mode} extend returned {extended!r}"
         return extended
+
+    def acquire_slot(self, key: str, owner: str, limit: int, ttl: float) -> bool:
+        admitted = self._call("acquire_slot", key, owner, limit, ttl)
+        assert type(admitted) is bool, f"{self.mode} acquire_slot returned {admitted!r}"
+        return admitted
+
+    def release_slot(self, key: str, owner: str) -> bool:
+        released = self._call("release_slot", key, owner)
+        assert type(released) is bool, f"{self.mode} release_slot returned {released!r}"
+        return released
+
+    def extend_slot(self, key: str, owner: str, ttl: float) -> bool:
+        extended = self._call("extend_slot", key, owner, ttl)
+        assert type(extended) is bool, f"{self.mode} extend_slot returned {extended!r}"
+        return extended
+
+    def wait_slot(self, key: str, limit: int, timeout: float) -> float:
+        """Wait; return the seconds it took."""
+        start = time.monotonic()
+        self._call("wait_slot", key, limit, timeout)
+        return time.monotonic() - start
 
     def soon(self, delay: float, name: str, *args: object, **kwargs: object) -> Callable[[], None]:
         """Call primitive *name* after *delay* seconds, concurrently; return a join function.
@@ -569,6 +600,60 @@ class BackendContract:
         second = primitives.set_versioned(key, 1, version=0, ttl=_LONG_TTL, writer=self.token())
         assert 0.03 <= second.time - first < _HANG
 
+    # rate limits ------------------------------------------------------------------------------
+
+    def test_a_rate_limit_admits_its_burst_then_refuses_with_the_time_to_wait(
+        self, primitives: _Primitives
+    ) -> None:
+        """A quiet key admits *burst* calls at once; the next learns when a token is free."""
+        key = self.key("rate")
+        decisions = [primitives.throttle(key, _LONG_TTL, 3) for _ in range(3)]
+        assert decisions == [(True, 0.0)] * 3
+        refused = primitives.throttle(key, _LONG_TTL, 3)
+        assert not refused.admitted
+        assert _LONG_TTL - _SLACK <= refused.wait <= _LONG_TTL
+        assert primitives.throttle(self.key("rate"), _LONG_TTL, 3) == (True, 0.0)  # its own key
+
+    def test_a_refused_call_takes_no_token(self, primitives: _Primitives) -> None:
+        """Refusals spend nothing: once the interval has passed, the next call is admitted."""
+        key = self.key("rate")
+        assert primitives.throttle(key, _SHORT_TTL, 1).admitted
+        for _ in range(5):
+            assert not primitives.throttle(key, _SHORT_TTL, 1).admitted
+        _pause(_PAST_SHORT_TTL)
+        assert primitives.throttle(key, _SHORT_TTL, 1) == (True, 0.0)
+
+    def test_a_call_may_reserve_a_token_within_max_wait(self, primitives: _Primitives) -> None:
+        """Within *max_wait*, a call is admitted with its wait; each next one waits longer."""
+        key = self.key("rate")
+        assert primitives.throttle(key, 10.0, 1, 25.0) == (True, 0.0)
+        first = primitives.throttle(key, 10.0, 1, 25.0)
+        second = primitives.throttle(key, 10.0, 1, 25.0)
+        assert first.admitted
+        assert second.admitted
+        assert 10.0 - _SLACK <= first.wait <= 10.0
+        assert 20.0 - _SLACK <= second.wait <= 20.0
+        refused = primitives.throttle(key, 10.0, 1, 25.0)  # its token would come in 30 s
+        assert not refused.admitted
+        assert 30.0 - _SLACK <= refused.wait <= 30.0
+
+    def test_a_rate_limit_refills_to_its_burst_and_no_more(self, primitives: _Primitives) -> None:
+        """After a quiet spell a key admits its burst again, however long the spell was."""
+        key, interval = self.key("rate"), _SHORT_TTL / 2
+        for _ in range(2):
+            assert primitives.throttle(key, interval, 2).admitted
+        _pause(_PAST_SHORT_TTL)
+        decisions = [primitives.throttle(key, interval, 2).admitted for _ in range(3)]
+        assert decisions == [True, True, False]
+
+    def test_racing_calls_are_admitted_exactly_burst_times(self, primitives: _Primitives) -> None:
+        """Forty calls at once on a key with a burst of 25 (and no refill): 25 are admitted."""
+        key = self.key("rate")
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(primitives.throttle, key, _LONG_TTL, 25) for _ in range(40)]
+            admitted = sum(future.result(timeout=_HANG).admitted for future in futures)
+        assert admitted == 25
+
     # locks ------------------------------------------------------------------------------------
 
     def test_a_free_lock_is_taken_and_taking_it_again_finds_the_same_token(
@@ -644,6 +729,72 @@ class BackendContract:
         waited = primitives.wait_released(key, 5.0)
         join()
         assert 0.1 <= waited < 2.0
+
+    # slots (counting semaphores with leases) -------------------------------------------------
+
+    def test_slots_admit_up_to_their_limit_and_a_holder_again(
+        self, primitives: _Primitives
+    ) -> None:
+        """Two of two slots taken: a third owner is refused; a holder asking again is admitted."""
+        key, first, second = self.key("slots"), self.token(), self.token()
+        assert primitives.acquire_slot(key, first, 2, _LONG_TTL)
+        assert primitives.acquire_slot(key, second, 2, _LONG_TTL)
+        assert not primitives.acquire_slot(key, self.token(), 2, _LONG_TTL)
+        assert primitives.acquire_slot(key, first, 2, _LONG_TTL)  # the same request, sent twice
+        assert not primitives.acquire_slot(key, self.token(), 2, _LONG_TTL)  # still one slot
+        assert primitives.acquire_slot(self.key("slots"), self.token(), 2, _LONG_TTL)  # its own
+
+    def test_a_released_slot_admits_the_next_owner(self, primitives: _Primitives) -> None:
+        """Only its holder gives a slot back, once; the slot then admits another owner."""
+        key, holder, other = self.key("slots"), self.token(), self.token()
+        assert primitives.acquire_slot(key, holder, 1, _LONG_TTL)
+        assert not primitives.release_slot(key, other)
+        assert not primitives.acquire_slot(key, other, 1, _LONG_TTL)
+        assert primitives.release_slot(key, holder)
+        assert not primitives.release_slot(key, holder)
+        assert primitives.acquire_slot(key, other, 1, _LONG_TTL)
+
+    def test_a_slot_runs_out_after_its_ttl_unless_extended(self, primitives: _Primitives) -> None:
+        """An extended slot outlives its first ttl; one left alone frees its place after it."""
+        key, kept, left = self.key("slots"), self.token(), self.token()
+        assert primitives.acquire_slot(key, kept, 2, _SHORT_TTL)
+        assert primitives.acquire_slot(key, left, 2, _SHORT_TTL)
+        assert not primitives.extend_slot(key, self.token(), _LONG_TTL)
+        assert primitives.extend_slot(key, kept, _LONG_TTL)
+        _pause(_PAST_SHORT_TTL)
+        assert not primitives.extend_slot(key, left, _LONG_TTL)
+        assert primitives.acquire_slot(key, self.token(), 2, _LONG_TTL)  # left's place
+        assert not primitives.acquire_slot(key, self.token(), 2, _LONG_TTL)  # kept holds on
+        assert not primitives.release_slot(key, left)
+        assert primitives.release_slot(key, kept)
+
+    def test_a_slot_waiter_is_woken_by_a_release(self, primitives: _Primitives) -> None:
+        """wait_slot on full slots returns soon after a holder gives one back."""
+        key, holder = self.key("slots"), self.token()
+        assert primitives.acquire_slot(key, holder, 1, _LONG_TTL)
+        join = primitives.soon(0.2, "release_slot", key, holder)
+        waited = primitives.wait_slot(key, 1, 10.0)
+        join()
+        assert 0.15 <= waited < 0.2 + _SLACK
+
+    def test_a_slot_waiter_returns_when_the_first_lease_runs_out(
+        self, primitives: _Primitives
+    ) -> None:
+        """A waiter on full slots returns once the first lease runs out, before its timeout."""
+        key = self.key("slots")
+        assert primitives.acquire_slot(key, self.token(), 2, _SHORT_TTL)
+        assert primitives.acquire_slot(key, self.token(), 2, _LONG_TTL)
+        waited = primitives.wait_slot(key, 2, 10.0)
+        assert waited < _SHORT_TTL + _SLACK
+        assert primitives.acquire_slot(key, self.token(), 2, _LONG_TTL)
+
+    def test_a_slot_waiter_times_out_or_returns_at_once(self, primitives: _Primitives) -> None:
+        """Full slots held on keep a waiter for its timeout; a free slot lets it go at once."""
+        key = self.key("slots")
+        assert primitives.acquire_slot(key, self.token(), 1, _LONG_TTL)
+        assert 0.35 <= primitives.wait_slot(key, 1, 0.4) < 0.4 + _SLACK
+        assert primitives.wait_slot(key, 2, 10.0) < 0.5
+        assert primitives.wait_slot(self.key("slots"), 1, 10.0) < 0.5
 
     def test_a_versioned_value_expires_after_its_ttl(self, primitives: _Primitives) -> None:
         """After its ttl a versioned key reads as nothing stored, and version 0 writes again."""

@@ -448,6 +448,21 @@ class NotMemory:
     def extend(self, key: str, owner: str, ttl: float) -> bool:
         return self._memory.extend(key, owner, ttl)
 
+    def throttle(self, key: str, interval: float, burst: int, max_wait: float = 0.0) -> Any:
+        return self._memory.throttle(key, interval, burst, max_wait)
+
+    def acquire_slot(self, key: str, owner: str, limit: int, ttl: float) -> bool:
+        return self._memory.acquire_slot(key, owner, limit, ttl)
+
+    def release_slot(self, key: str, owner: str) -> bool:
+        return self._memory.release_slot(key, owner)
+
+    def extend_slot(self, key: str, owner: str, ttl: float) -> bool:
+        return self._memory.extend_slot(key, owner, ttl)
+
+    def wait_slot(self, key: str, limit: int, timeout: float) -> None:
+        self._memory.wait_slot(key, limit, timeout)
+
 
 FORK_SCRIPT = """
 import json, os, sys, time
