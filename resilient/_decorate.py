@@ -24,15 +24,22 @@
 #   method by itself, so its steps see `instance=None` and `self` as the first argument; the
 #   layers that take this path (retry, breaker) never look at the instance. Async functions
 #   keep wrapt, which keeps `inspect.iscoroutinefunction` true without a coroutine frame more.
+# - A layer may have a `check(inner, target)` method: applied over other layers, it is given
+#   them (outermost first) and returns what about that stack cannot work, each problem issued
+#   as a CompositionWarning pointing at the decorator's line. Every pair of stacked layers is
+#   seen once, by the outer one, when it is applied. A check only reads the layers' policies.
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 import attrs
 import wrapt
+
+from .exceptions import CompositionWarning
 
 __all__ = [
     "Call",
@@ -64,7 +71,11 @@ class Target:
 
 
 class Layer(Protocol):
-    """One capability's contribution to a decorated function."""
+    """One capability's contribution to a decorated function.
+
+    A layer may also have ``check(inner, target) -> Iterable[str]``: applied over the layers
+    *inner* (outermost first), it returns what about that stack cannot work, as messages.
+    """
 
     def build(self, inner: Call, target: Target) -> Call:
         """Return the call step that runs this capability around *inner*."""
@@ -151,6 +162,12 @@ class Decorator:
         if inner_layers:
             function = function.__wrapped__  # type: ignore[attr-defined]  # our wrapper has it
         target = _target(function, self.name)
+        check: Callable[[tuple[Layer, ...], Target], Iterable[str]] | None = getattr(
+            self.layer, "check", None
+        )
+        if check is not None and inner_layers:
+            for problem in check(inner_layers, target):
+                warnings.warn(problem, CompositionWarning, stacklevel=2)
         layers = (self.layer, *inner_layers)
         call: Call = call_function
         steps: list[Call] = []

@@ -5,6 +5,9 @@
 # success path a call reads the clock once and allocates nothing else. After a failure the call
 # gets its own `_Run` (the core's RetryRun plus events and notes), which decides each further
 # attempt. The block form (`retrying()`) asks the same `_Run` around the user's block.
+#
+# Applied over a `@fallback` that answers every exception of a type it retries (with only
+# fallbacks between them), the retry can never see that type: it warns (CompositionWarning).
 from __future__ import annotations
 
 import threading
@@ -17,10 +20,11 @@ import attrs
 
 from ._config import DEFAULTS
 from ._core.budget import BudgetWindow
+from ._core.fallback import FallbackPolicy
 from ._core.retry import RetryPolicy, RetryRun
 from ._core.seconds import non_negative_number, positive_seconds
 from ._deadline import current as current_deadline
-from ._decorate import Call, Decorator, Target, call_function
+from ._decorate import Call, Decorator, Layer, Target, call_function
 from ._drive import emit, repeat_async, repeat_sync
 from .events import RetriesExhausted, RetryScheduled
 from .typing import ExceptionPredicate, ExceptionTypes, ResultPredicate, Wait
@@ -245,6 +249,27 @@ class _RetryLayer:
         policy = _RetryCall(self.policy, self.policy.name or target.name, inner)
         return partial(repeat_async if target.is_async else repeat_sync, policy)
 
+    def check(self, inner: tuple[Layer, ...], target: Target) -> Iterator[str]:
+        """Say which of the retried exception types a fallback inside answers first."""
+        retried = self.policy._matching.types
+        if retried is None:  # a predicate: what it retries is not known before a call
+            return
+        for layer in inner:
+            answer = getattr(layer, "policy", None)
+            if not isinstance(answer, FallbackPolicy):
+                return  # another layer may raise these types itself: stop looking
+            answered = answer._matching.types
+            if answered is None:
+                continue
+            hidden = [kind.__name__ for kind in retried if issubclass(kind, answered)]
+            if hidden:
+                what = ", ".join(hidden)
+                yield (
+                    f"@retry({self.policy.name or target.name}) around @fallback never "
+                    f"retries {what}: the fallback inside answers it first, so the retry "
+                    "never sees it fail. Put the @fallback outside the @retry"
+                )
+
 
 @overload
 def retry(policy: RetryPolicy, /, **options: Unpack[RetryOptions]) -> Decorator: ...
@@ -262,6 +287,10 @@ def retry(policy: RetryPolicy | None = None, /, **options: Any) -> Decorator:
             non-exception class in ``on=``, or a generator function.
         ValueError: At decoration time, for ``attempts < 1``, a negative or NaN wait, or a
             deadline that is not positive.
+
+    Warns:
+        CompositionWarning: At decoration time, over a ``@fallback`` that answers an
+            exception type ``on=`` names before the retry can see it.
 
     Example:
         >>> from resilient import retry

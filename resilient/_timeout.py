@@ -11,9 +11,16 @@
 #   to its end with the deadline set, so cooperative code can check `resilient.remaining()`;
 #   if it returned after the limit, its result is dropped and TimeoutError raised; if it
 #   raised, its own exception propagates, with a note that it also ran past the limit.
+# - Applied over a `@retry` that cannot work inside the limit, it warns (CompositionWarning):
+#   one whose least wait before a second attempt is not shorter than the limit (the retry
+#   never waits past a deadline, so it never retries), and one that retries TimeoutError
+#   around a per-attempt `@timeout` that, with that least wait, leaves no time for a second
+#   attempt. Least waits are exact (a jittered wait's least is its lower bound; an unknown
+#   strategy's is zero), so a warning is never a guess.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -21,9 +28,10 @@ import attrs
 
 from . import exceptions
 from ._config import DEFAULTS
+from ._core.retry import RetryPolicy
 from ._core.seconds import positive_seconds
 from ._deadline import Deadline
-from ._decorate import Call, Decorator, Target
+from ._decorate import Call, Decorator, Layer, Target
 
 __all__ = ["timeout"]
 
@@ -78,6 +86,42 @@ class _TimeoutLayer:
         limited = _Limited(self.seconds, self.name or target.name, inner)
         return limited.call_async if target.is_async else limited.call_sync
 
+    def check(self, inner: tuple[Layer, ...], target: Target) -> Iterator[str]:
+        """Say which retries inside this limit can never make a second attempt."""
+        limit = self.seconds
+        between: list[tuple[str, float]] = []  # retries of TimeoutError, and their least wait
+        for layer in inner:
+            if isinstance(layer, _TimeoutLayer):
+                # a limit per attempt; what is inside it was checked when it was applied
+                for name, wait in between:
+                    if layer.seconds + wait >= limit:
+                        yield (
+                            f"@timeout({limit:g}) around @retry({name}) around "
+                            f"@timeout({layer.seconds:g}): an attempt cut off at "
+                            f"{layer.seconds:g} s is never retried, as the next attempt could "
+                            f"not start (after a wait of at least {wait:g} s) within "
+                            f"{limit:g} s. Give the outer limit more than the per-attempt limit "
+                            "plus the wait, or shorten those"
+                        )
+                return
+            policy = getattr(layer, "policy", None)
+            if not isinstance(policy, RetryPolicy):
+                continue
+            gap = policy.least_first_wait()
+            if gap is None:
+                continue
+            name = policy.name or target.name
+            if gap >= limit:
+                yield (
+                    f"@timeout({limit:g}) around @retry({name}) never retries: its shortest "
+                    f"wait before a second attempt, {gap:g} s, does not fit in the "
+                    f"{limit:g} s limit, and a retry never waits past its deadline. Give "
+                    "the limit more time than the wait, shorten the wait, or put the "
+                    "@timeout inside the @retry to limit each attempt"
+                )
+            elif policy.retries_every(exceptions.TimeoutError):
+                between.append((name, gap))
+
 
 def timeout(seconds: float | timedelta, /, *, name: str | None = None) -> Decorator:
     """Limit a call to *seconds* (or a ``timedelta``), and make that the deadline inside it.
@@ -88,10 +132,16 @@ def timeout(seconds: float | timedelta, /, *, name: str | None = None) -> Decora
     the deadline set (check :func:`resilient.remaining` between steps, or pass it on as a
     socket timeout), and if it finished past the limit its result is dropped and
     :class:`~resilient.exceptions.TimeoutError` raised. Inside the call, ``@retry`` waits,
-    lock waits and other waits stop at the deadline. Put it outermost when stacking.
+    lock waits and other waits stop at the deadline. Put it outermost when stacking (only a
+    ``@fallback`` goes above it), or inside ``@retry`` to limit each attempt.
 
     Raises:
         ValueError: At decoration time, for *seconds* that are not positive.
+
+    Warns:
+        CompositionWarning: At decoration time, over a ``@retry`` that can never make a
+            second attempt within the limit (its shortest wait does not fit, or leaves no
+            time after a per-attempt ``@timeout``).
 
     Example:
         >>> import asyncio

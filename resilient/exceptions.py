@@ -18,6 +18,7 @@ __all__ = [
     "BulkheadFullError",
     "CircuitOpenError",
     "CodecError",
+    "CompositionWarning",
     "IdempotencyConflictError",
     "IdempotencyInProgressError",
     "IdempotencyKeyError",
@@ -157,6 +158,17 @@ class SharedFlightError(ResilientError):
         self.name = name
         self.error_type = error_type
         self.detail = detail
+
+
+class CompositionWarning(UserWarning):
+    """Stacked decorators were put in an order in which one of them can never act.
+
+    Issued when the decorators are applied, e.g. a ``@timeout`` around a ``@retry`` whose
+    shortest wait between attempts does not fit in the limit, so that no second attempt can
+    ever start. Each decorator is valid on its own; the stack still runs. See the
+    composition page of the docs for the recommended order. Turn it into an error with
+    ``warnings.simplefilter("error", CompositionWarning)`` (or pytest's ``filterwarnings``).
+    """
 
 
 class IdempotencyKeyError(ResilientError, ValueError):

@@ -3,7 +3,10 @@
 # Rules: every built-in strategy returns a finite number >= 0 for any attempt >= 1, including
 # attempt 10,000 and beyond (exponential growth is capped before it can overflow); arguments are
 # validated at construction; the repr of a strategy is the expression that builds it. Strategies
-# are combined by named functions (add, capped, chain), never by operators.
+# are combined by named functions (add, capped, chain), never by operators. Each built-in
+# strategy also knows the least it can wait after an attempt (`least`), so that a stack of
+# decorators can be checked when it is built (a retry whose shortest wait already outlasts the
+# time limit around it); a strategy that does not say is taken to wait as little as zero.
 from __future__ import annotations
 
 import math
@@ -24,6 +27,7 @@ __all__ = [
     "equal_jitter",
     "exponential",
     "full_jitter",
+    "least",
     "linear",
     "none",
 ]
@@ -38,11 +42,29 @@ def _check_wait(name: str, value: object) -> Wait:
     return cast("Wait", value)
 
 
+class _Strategy:
+    """A built-in strategy: a wait callable that also knows its least wait."""
+
+    __slots__ = ()
+
+    def least(self, attempt: int) -> float:
+        """Return the least this strategy can wait after *attempt*, whatever came before."""
+        raise NotImplementedError
+
+
+def least(wait: Wait, attempt: int) -> float:
+    """Return the least *wait* can wait after *attempt*: zero for a strategy that does not say."""
+    return wait.least(attempt) if isinstance(wait, _Strategy) else 0.0
+
+
 @attrs.frozen(repr=False)
-class _Constant:
+class _Constant(_Strategy):
     seconds: float
 
     def __call__(self, attempt: int, previous: float) -> float:
+        return self.seconds
+
+    def least(self, attempt: int) -> float:
         return self.seconds
 
     def __repr__(self) -> str:
@@ -50,7 +72,7 @@ class _Constant:
 
 
 @attrs.frozen(repr=False)
-class _Linear:
+class _Linear(_Strategy):
     start: float
     step: float
     max: float | None
@@ -59,12 +81,15 @@ class _Linear:
         delay = self.start + self.step * (attempt - 1)
         return delay if self.max is None else min(delay, self.max)
 
+    def least(self, attempt: int) -> float:
+        return self(attempt, 0.0)
+
     def __repr__(self) -> str:
         return f"linear(start={self.start!r}, step={self.step!r}, max={self.max!r})"
 
 
 @attrs.frozen(repr=False)
-class _Exponential:
+class _Exponential(_Strategy):
     initial: float
     multiplier: float
     max: float
@@ -90,6 +115,9 @@ class _Exponential:
             growth = math.log(self.initial) + exponent * math.log(self.multiplier)
             return min(math.exp(growth), self.max)
 
+    def least(self, attempt: int) -> float:
+        return self(attempt, 0.0)
+
     def __repr__(self) -> str:
         return (
             f"exponential(initial={self.initial!r}, multiplier={self.multiplier!r}, "
@@ -98,30 +126,36 @@ class _Exponential:
 
 
 @attrs.frozen(repr=False)
-class _FullJitter:
+class _FullJitter(_Strategy):
     wait: Wait
 
     def __call__(self, attempt: int, previous: float) -> float:
         return random.uniform(0.0, self.wait(attempt, previous))
+
+    def least(self, attempt: int) -> float:
+        return 0.0
 
     def __repr__(self) -> str:
         return f"full_jitter({self.wait!r})"
 
 
 @attrs.frozen(repr=False)
-class _EqualJitter:
+class _EqualJitter(_Strategy):
     wait: Wait
 
     def __call__(self, attempt: int, previous: float) -> float:
         half = self.wait(attempt, previous) / 2
         return half + random.uniform(0.0, half)
 
+    def least(self, attempt: int) -> float:
+        return least(self.wait, attempt) / 2
+
     def __repr__(self) -> str:
         return f"equal_jitter({self.wait!r})"
 
 
 @attrs.frozen(repr=False)
-class _DecorrelatedJitter:
+class _DecorrelatedJitter(_Strategy):
     initial: float
     max: float
 
@@ -129,39 +163,51 @@ class _DecorrelatedJitter:
         upper = max(self.initial, min(previous * 3, self.max))
         return min(random.uniform(self.initial, upper), self.max)
 
+    def least(self, attempt: int) -> float:
+        return self.initial
+
     def __repr__(self) -> str:
         return f"decorrelated_jitter(initial={self.initial!r}, max={self.max!r})"
 
 
 @attrs.frozen(repr=False)
-class _Add:
+class _Add(_Strategy):
     waits: tuple[Wait, ...]
 
     def __call__(self, attempt: int, previous: float) -> float:
         return sum(wait(attempt, previous) for wait in self.waits)
+
+    def least(self, attempt: int) -> float:
+        return sum(least(wait, attempt) for wait in self.waits)
 
     def __repr__(self) -> str:
         return f"add({', '.join(map(repr, self.waits))})"
 
 
 @attrs.frozen(repr=False)
-class _Capped:
+class _Capped(_Strategy):
     wait: Wait
     max: float
 
     def __call__(self, attempt: int, previous: float) -> float:
         return min(self.wait(attempt, previous), self.max)
 
+    def least(self, attempt: int) -> float:
+        return min(least(self.wait, attempt), self.max)
+
     def __repr__(self) -> str:
         return f"capped({self.wait!r}, max={self.max!r})"
 
 
 @attrs.frozen(repr=False)
-class _Chain:
+class _Chain(_Strategy):
     waits: tuple[Wait, ...]
 
     def __call__(self, attempt: int, previous: float) -> float:
         return self.waits[min(attempt, len(self.waits)) - 1](attempt, previous)
+
+    def least(self, attempt: int) -> float:
+        return least(self.waits[min(attempt, len(self.waits)) - 1], attempt)
 
     def __repr__(self) -> str:
         return f"chain({', '.join(map(repr, self.waits))})"

@@ -24,7 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 from ..typing import ExceptionPredicate, ExceptionTypes, ResultPredicate, Wait
-from .backoff import exponential, full_jitter
+from .backoff import exponential, full_jitter, least
 from .matching import Handling, Matching, convert_on, matching_field
 from .seconds import Seconds, non_negative_seconds, positive_seconds
 
@@ -145,6 +145,21 @@ class RetryPolicy:
     def matches(self, exc: Exception) -> bool:
         """Return whether *exc* is one this policy retries."""
         return self._matching.matches(exc)
+
+    def retries_every(self, kind: type[Exception]) -> bool:
+        """Return whether every exception of type *kind* is retried (unknown for a predicate)."""
+        types = self._matching.types
+        return types is not None and issubclass(kind, types)
+
+    def least_first_wait(self) -> float | None:
+        """Return the least the policy waits before a second attempt, or None if it makes none.
+
+        A Retry-After hint only lengthens the wait, and ``max_wait`` caps both; a wait strategy
+        that does not know its least (a custom callable) counts as zero.
+        """
+        if self.attempts == 1:
+            return None
+        return min(least(self.wait, 1), self.max_wait)
 
 
 def _finite_non_negative(seconds: float) -> float | None:
