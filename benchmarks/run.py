@@ -1,4 +1,4 @@
-"""Measure `resilient.retry`, `.breaker`, `.cached`, `.lock`, `.deduped` and `.idempotent`.
+"""Measure `resilient.retry`, `.breaker`, `.cached`, `.lock`, `.deduped`, `.idempotent`, and more.
 
 Every candidate wraps the same function and is timed in batches, interleaved round-robin with
 the others in one process run; the result is each candidate's cost as a ratio to a baseline of
@@ -6,7 +6,10 @@ the same scenario (a bare call; for Redis, redis-py doing the same commands by h
 a shared machine absolute times are noise but ratios measured side by side are not. The Redis
 scenarios start their own `redis-server` (benchmarks/cache.py) and count the commands each
 candidate sends; idempotency (benchmarks/idempotency.py) times a first call and a replay there,
-beside AWS Powertools and the floor of each path on redis-py. Two parts are not timed in
+beside AWS Powertools and the floor of each path on redis-py; rate limits
+(benchmarks/ratelimit.py) time a decision in memory and on Redis beside `limits` and a token
+bucket by hand, and bulkheads (benchmarks/bulkhead.py) an uncontended admission, in one process
+and shared on Redis. Two parts are not timed in
 batches: contended locks (benchmarks/lock.py: processes hammering one lock, acquisitions per
 second) and dedupe (benchmarks/dedupe.py: many callers of one slow function, in one process or
 spread over four, wall time to serve them all). See docs/benchmarks.md for the method and the
@@ -14,7 +17,8 @@ latest measured tables.
 
 Run: ``python benchmarks/run.py`` (about two minutes), ``--quick`` for a smoke test,
 ``--markdown`` for the tables as markdown, ``--check`` to exit 1 when a target is missed,
-``--only retry`` (or breaker, cache, lock, dedupe, idempotency) for one part.
+``--only retry`` (or breaker, cache, lock, dedupe, idempotency, ratelimit, bulkhead) for one
+part.
 """
 
 from __future__ import annotations
@@ -39,10 +43,12 @@ from typing import Any, NamedTuple, Protocol, TypeAlias, cast
 
 import backoff
 import breaker  # benchmarks/breaker.py, beside this file
+import bulkhead  # benchmarks/bulkhead.py, beside this file
 import cache  # benchmarks/cache.py, beside this file
 import dedupe  # benchmarks/dedupe.py, beside this file
 import idempotency  # benchmarks/idempotency.py, beside this file
 import lock  # benchmarks/lock.py, beside this file
+import ratelimit  # benchmarks/ratelimit.py, beside this file
 import stamina
 import tenacity
 
@@ -435,6 +441,122 @@ def idempotency_scenarios(
     ]
 
 
+RATE_ADMITTED_SYNC, RATE_ADMITTED_ASYNC = "rate limit admitted sync", "rate limit admitted async"
+RATE_REFUSED_SYNC, RATE_REFUSED_ASYNC = "rate limit refused sync", "rate limit refused async"
+RATE_DRAINING_SYNC = "rate limit admitted, draining sync"
+RATE_MEMORY_LABELS = (
+    RATE_ADMITTED_SYNC,
+    RATE_ADMITTED_ASYNC,
+    RATE_DRAINING_SYNC,
+    RATE_REFUSED_SYNC,
+    RATE_REFUSED_ASYNC,
+)
+REDIS_RATE_SYNC, REDIS_RATE_ASYNC = (
+    "redis rate limit admitted sync",
+    "redis rate limit admitted async",
+)
+REDIS_RATE_LABELS = (REDIS_RATE_SYNC, REDIS_RATE_ASYNC)
+
+
+def verify_limiting(strict: Mapping[str, Decorate], *, admitting: bool) -> Verify:
+    """Return the check of a rate-limit scenario; *strict*: its candidates, one call an hour."""
+
+    def verify(scenario: Scenario, name: str, runner: asyncio.Runner) -> None:
+        ratelimit.check_limiting(
+            name,
+            scenario.candidates[name],
+            strict[name],
+            scenario.function,
+            runner,
+            admitting=admitting,
+        )
+
+    return verify
+
+
+def ratelimit_scenarios(
+    admitting: ratelimit.Candidates,
+    draining: ratelimit.Candidates,
+    shared: ratelimit.Candidates,
+    refusing: ratelimit.Candidates,
+    server: cache.RedisServer,
+) -> list[Scenario]:
+    """Return the memory decisions (admitted, refused), then the admitted ones on Redis.
+
+    *admitting* admits every call in memory from a full bucket, *draining* from a bucket never
+    full again (the general decision), *shared* every call on Redis; *refusing* allows
+    one call an hour: the refused scenarios, and every candidate's check that it limits.
+    """
+    scenarios = []
+    memory, strict = admitting.memory(), refusing.memory()
+    for label, kind, function in (
+        (RATE_ADMITTED_SYNC, "sync", succeed),
+        (RATE_ADMITTED_ASYNC, "async", asucceed),
+    ):
+        verify = verify_limiting(strict, admitting=True)
+        scenarios.append(Scenario(label, kind, function, memory, BARE, verify))
+    verify = verify_limiting(strict, admitting=True)
+    scenarios.append(Scenario(RATE_DRAINING_SYNC, "sync", succeed, draining.memory(), BARE, verify))
+    for label, kind, function in (
+        (RATE_REFUSED_SYNC, "sync", succeed),
+        (RATE_REFUSED_ASYNC, "async", asucceed),
+    ):
+        verify = verify_limiting(strict, admitting=False)
+        scenarios.append(Scenario(label, kind, function, strict, BARE, verify))
+    for label, kind, function, candidates, checks in (
+        (REDIS_RATE_SYNC, "sync", succeed, shared.redis_sync(), refusing.redis_sync()),
+        (REDIS_RATE_ASYNC, "async", asucceed, shared.redis_async(), refusing.redis_async()),
+    ):
+        verify = verify_limiting(checks, admitting=True)
+        scenarios.append(Scenario(label, kind, function, candidates, RAW, verify, server=server))
+    return scenarios
+
+
+BULKHEAD_SYNC, BULKHEAD_ASYNC = "bulkhead admitted sync", "bulkhead admitted async"
+REDIS_BULKHEAD_SYNC = "redis bulkhead shared admitted sync"
+REDIS_BULKHEAD_ASYNC = "redis bulkhead shared admitted async"
+REDIS_BULKHEAD_LABELS = (REDIS_BULKHEAD_SYNC, REDIS_BULKHEAD_ASYNC)
+
+
+def verify_bounding(strict: Mapping[str, Decorate]) -> Verify:
+    """Return the check of a bulkhead scenario; *strict*: its candidates with one slot."""
+
+    def verify(scenario: Scenario, name: str, runner: asyncio.Runner) -> None:
+        bulkhead.check_bounding(
+            name, scenario.candidates[name], strict[name], scenario.function, runner
+        )
+
+    return verify
+
+
+def bulkhead_scenarios(
+    candidates: bulkhead.Candidates, one: bulkhead.Candidates, server: cache.RedisServer
+) -> list[Scenario]:
+    """Return the uncontended bulkhead calls in one process, then shared ones on *server*."""
+    scenarios = [
+        Scenario(
+            BULKHEAD_SYNC, "sync", succeed, candidates.sync(), BARE, verify_bounding(one.sync())
+        ),
+        Scenario(
+            BULKHEAD_ASYNC,
+            "async",
+            asucceed,
+            candidates.asynchronous(),
+            BARE,
+            verify_bounding(one.asynchronous()),
+        ),
+    ]
+    verify = verify_bounding(one.shared())
+    for label, kind, function in (
+        (REDIS_BULKHEAD_SYNC, "sync", succeed),
+        (REDIS_BULKHEAD_ASYNC, "async", asucceed),
+    ):
+        scenarios.append(
+            Scenario(label, kind, function, candidates.shared(), RAW, verify, server=server)
+        )
+    return scenarios
+
+
 def dedupe_scenarios(
     candidates: dedupe.Candidates, fleet: dedupe.Fleet, *, quick: bool
 ) -> list[dedupe.Scenario]:
@@ -456,7 +578,10 @@ def dedupe_scenarios(
 
 # Every path shares one batch loop per mode: a try block costs nothing until something raises
 # (CPython 3.11+), so the success path pays nothing for the handler the failure path needs, and
-# iterating over the arguments costs every candidate of a scenario alike.
+# iterating over the arguments costs every candidate of a scenario alike. What the handler lets
+# pass: the failing function's error, and a rate limiter's refusal (ConnectionError is matched
+# first, so the failing retry paths pay what they paid before the refusals were added).
+EXPECTED = (ConnectionError, *ratelimit.REFUSALS)
 
 
 def sync_batch(function: Function, arguments: Iterator[object]) -> int:
@@ -467,7 +592,7 @@ def sync_batch(function: Function, arguments: Iterator[object]) -> int:
         for argument in arguments:
             try:
                 function(argument)
-            except ConnectionError:
+            except EXPECTED:
                 continue
         return time.perf_counter_ns() - start
     finally:
@@ -484,7 +609,7 @@ async def async_batch(
         for argument in arguments:
             try:
                 await function(argument)
-            except ConnectionError:
+            except EXPECTED:
                 continue
         return time.perf_counter_ns() - start
     finally:
@@ -900,6 +1025,19 @@ TARGETS: tuple[AnyTarget, ...] = (
     Target(IDEMPOTENT_FIRST_ASYNC, idempotency.IDEMPOTENT, RAW, 1.1, at_most=True),
     Target(IDEMPOTENT_REPLAY_SYNC, idempotency.IDEMPOTENT, RAW, 1.1, at_most=True),
     Target(IDEMPOTENT_REPLAY_ASYNC, idempotency.IDEMPOTENT, RAW, 1.1, at_most=True),
+    # "memory decision <= 20x bare call (at least 5x faster than limits)": its fixed window
+    Target(RATE_ADMITTED_SYNC, ratelimit.RATE_LIMITED, BARE, 20, at_most=True),
+    Target(RATE_ADMITTED_ASYNC, ratelimit.RATE_LIMITED, BARE, 20, at_most=True),
+    Target(RATE_ADMITTED_SYNC, ratelimit.LIMITS_FIXED, ratelimit.RATE_LIMITED, 5, at_most=False),
+    Target(RATE_ADMITTED_ASYNC, ratelimit.LIMITS_FIXED, ratelimit.RATE_LIMITED, 5, at_most=False),
+    # the same budgets, for a decision from a bucket that is not full (no fast path)
+    Target(RATE_DRAINING_SYNC, ratelimit.RATE_LIMITED, BARE, 20, at_most=True),
+    Target(RATE_DRAINING_SYNC, ratelimit.LIMITS_FIXED, ratelimit.RATE_LIMITED, 5, at_most=False),
+    # "Redis 1 command per decision", within 10% of the floor doing the same (DESIGN.md §5)
+    CommandTarget(REDIS_RATE_SYNC, ratelimit.RATE_LIMITED, 1),
+    CommandTarget(REDIS_RATE_ASYNC, ratelimit.RATE_LIMITED, 1),
+    Target(REDIS_RATE_SYNC, ratelimit.RATE_LIMITED, RAW, 1.1, at_most=True),
+    Target(REDIS_RATE_ASYNC, ratelimit.RATE_LIMITED, RAW, 1.1, at_most=True),
 )
 
 
@@ -908,7 +1046,7 @@ def machine(server: cache.RedisServer | None) -> str:
     names += ["circuitbreaker", "purgatory", "pybreaker", "aiobreaker"]
     if server is not None:
         names += ["cachetools", "dogpile.cache", "aiocache", "cashews", "redis", "hiredis"]
-        names += ["python-redis-lock", "pottery", "aws-lambda-powertools"]
+        names += ["python-redis-lock", "pottery", "aws-lambda-powertools", "limits"]
     versions = []
     for name in names:
         try:
@@ -1119,6 +1257,10 @@ def report(results: Results, *, markdown: bool) -> list[str]:
     shared = [label for label in ran if label.startswith("redis breaker")]
     locks = [label for label in ran if label in (LOCK_SYNC, LOCK_ASYNC)]
     idempotent = [label for label in ran if label in IDEMPOTENT_LABELS]
+    limited = [label for label in ran if label in RATE_MEMORY_LABELS]
+    redis_limited = [label for label in ran if label in REDIS_RATE_LABELS]
+    bounded = [label for label in ran if label in (BULKHEAD_SYNC, BULKHEAD_ASYNC)]
+    redis_bounded = [label for label in ran if label in REDIS_BULKHEAD_LABELS]
     redis = [
         label
         for label in ran
@@ -1126,6 +1268,8 @@ def report(results: Results, *, markdown: bool) -> list[str]:
         and label not in shared
         and label not in locks
         and label not in idempotent
+        and label not in redis_limited
+        and label not in redis_bounded
     ]
     heading = "### " if markdown else "== "
     parts = []
@@ -1150,6 +1294,18 @@ def report(results: Results, *, markdown: bool) -> list[str]:
     if idempotent:
         table = redis_table(results, idempotent, markdown=markdown)
         parts.append(f"{heading}Redis idempotency: first call and replay\n\n{table}")
+    if limited:
+        table = ratio_table(results, limited, markdown=markdown)
+        parts.append(f"{heading}rate limit decision, in memory\n\n{table}")
+    if redis_limited:
+        table = redis_table(results, redis_limited, markdown=markdown)
+        parts.append(f"{heading}Redis rate limit, admitted decision\n\n{table}")
+    if bounded:
+        table = ratio_table(results, bounded, markdown=markdown)
+        parts.append(f"{heading}bulkhead, uncontended admission\n\n{table}")
+    if redis_bounded:
+        table = redis_table(results, redis_bounded, markdown=markdown)
+        parts.append(f"{heading}Redis bulkhead (shared=True), uncontended admission\n\n{table}")
     if results.contended is not None:
         table = contended_table(results.contended, markdown=markdown)
         title = (
@@ -1237,7 +1393,7 @@ def info(results: Results) -> list[str]:
     return lines
 
 
-PARTS = ("retry", "breaker", "cache", "lock", "dedupe", "idempotency")
+PARTS = ("retry", "breaker", "cache", "lock", "dedupe", "idempotency", "ratelimit", "bulkhead")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1257,7 +1413,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with contextlib.ExitStack() as stack:
         server = masters = None
-        if {"cache", "breaker", "lock", "dedupe", "idempotency"} & set(parts):
+        if {"cache", "breaker", "lock", "dedupe", "idempotency", "ratelimit", "bulkhead"} & set(
+            parts
+        ):
             try:
                 server = stack.enter_context(cache.RedisServer())
                 masters = stack.enter_context(lock.Masters(server)) if "lock" in parts else None
@@ -1299,6 +1457,20 @@ def main(argv: list[str] | None = None) -> int:
             idempotent = idempotency.Candidates(server.url)
             stack.callback(idempotent.close, runner)
             scenarios += idempotency_scenarios(idempotent, server)
+        if server is not None and "ratelimit" in parts:
+            admitting = ratelimit.Candidates(ratelimit.ADMITTING)
+            draining = ratelimit.Candidates(ratelimit.DRAINING)
+            shared_limits = ratelimit.Candidates(ratelimit.REDIS_ADMITTING, server.url)
+            refusing = ratelimit.Candidates(ratelimit.REFUSING, server.url)
+            for made in (admitting, draining, shared_limits, refusing):
+                stack.callback(made.close, runner)
+            scenarios += ratelimit_scenarios(admitting, draining, shared_limits, refusing, server)
+        if server is not None and "bulkhead" in parts:
+            bounding = bulkhead.Candidates(bulkhead.MAX_CONCURRENT, server.url)
+            one = bulkhead.Candidates(1, server.url)
+            stack.callback(bounding.close, runner)
+            stack.callback(one.close, runner)
+            scenarios += bulkhead_scenarios(bounding, one, server)
         results = run(rounds, batch_ms, runner, scenarios) if scenarios else Results([], {})
         if server is not None and "lock" in parts:
             log = CommandLog(server)

@@ -80,6 +80,19 @@ DEDUPE_CANDIDATES = {
     ),
 }
 
+RATE_LIMIT_CANDIDATES = (
+    "bare call",
+    "hand-written token bucket",
+    "resilient.rate_limited",
+    "limits fixed window",
+    "limits moving window",
+    "limits sliding window counter",
+)
+BULKHEAD_CANDIDATES = {
+    "sync": ("bare call", "hand-written counter + Lock", "threading.BoundedSemaphore"),
+    "async": ("bare call", "hand-written counter + Lock", "asyncio.Semaphore"),
+}
+
 
 @pytest.fixture(scope="module")
 def quick_run() -> str:
@@ -193,6 +206,45 @@ def test_benchmark_runner_shares_one_execution_across_processes(quick_run: str) 
     assert re.search(rf"^{alone} .* 4 +\d +all 100 served$", quick_run, re.MULTILINE)
 
 
+def test_benchmark_runner_compares_rate_limit_decisions(quick_run: str) -> None:
+    """Every rate limiter is checked to limit; `@rate_limited` decides with 1 Redis command."""
+    assert "rate limit decision, in memory" in quick_run
+    for scenario in ("admitted sync", "admitted async", "refused sync", "refused async"):
+        assert f"rate limit {scenario} (x bare)" in quick_run
+    for candidate in RATE_LIMIT_CANDIDATES:
+        assert re.search(rf"^{re.escape(candidate)} ", quick_run, re.MULTILINE), candidate
+    for mode in ("sync", "async"):
+        for candidate in ("raw redis-py", *RATE_LIMIT_CANDIDATES):
+            if candidate == "hand-written token bucket":  # in memory only
+                continue
+            assert f"redis rate limit admitted {mode}: {candidate}" in quick_run
+        line = (
+            f"PASS  redis rate limit admitted {mode}: resilient.rate_limited sends 1 command "
+            "per call (EVALSHA; target 1)"
+        )
+        assert line in quick_run
+        # the time budgets are reported either way, never left out
+        for budget in (
+            r"resilient\.rate_limited = [\d.]+x bare call \(target <= 20x\)",
+            r"limits fixed window = [\d.]+x resilient\.rate_limited \(target >= 5x\)",
+        ):
+            assert re.search(rf"(PASS|FAIL)  rate limit admitted {mode}: {budget}", quick_run)
+        budget = r"resilient\.rate_limited = [\d.]+x raw redis-py \(target <= 1\.1x\)"
+        assert re.search(rf"(PASS|FAIL)  redis rate limit admitted {mode}: {budget}", quick_run)
+
+
+def test_benchmark_runner_measures_bulkhead_admission(quick_run: str) -> None:
+    """Every bulkhead is checked to bound; a shared one sends 2 Redis commands per call."""
+    assert "bulkhead, uncontended admission" in quick_run
+    for mode, candidates in BULKHEAD_CANDIDATES.items():
+        assert f"bulkhead admitted {mode} (x bare)" in quick_run
+        for candidate in (*candidates, "resilient.bulkhead"):
+            assert re.search(rf"^{re.escape(candidate)} ", quick_run, re.MULTILINE), candidate
+        shared = f"redis bulkhead shared admitted {mode}: resilient.bulkhead(shared=True)"
+        assert re.search(rf"^{re.escape(shared)} .* 2 \(EVALSHA x2\) ", quick_run, re.MULTILINE)
+        assert f"redis bulkhead shared admitted {mode}: raw redis-py" in quick_run
+
+
 def _benchmark_module(name: str) -> ModuleType:
     """Import benchmarks/<name>.py, which is not a package, under a name of its own."""
     spec = importlib.util.spec_from_file_location(f"benchmark_{name}", RUNNER.parent / f"{name}.py")
@@ -229,3 +281,27 @@ def test_dedupe_benchmark_reports_failed_callers_instead_of_crashing() -> None:
     assert results.ratio("4 awaits", "overloaded") is None
     flight = results.benches["4 awaits", dedupe.SINGLE_FLIGHT].best
     assert (flight.failed, flight.executions) == (0, 1)
+
+
+def test_rate_limit_benchmark_rejects_a_candidate_that_does_not_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A candidate that lets every call go fails the check made before timing."""
+    monkeypatch.syspath_prepend(str(RUNNER.parent))  # it imports benchmarks/cache.py
+    ratelimit = _benchmark_module("ratelimit")
+
+    def succeed(value: int) -> int:
+        return value
+
+    def unlimited(function: Any) -> Any:
+        return function
+
+    refusing = ratelimit.Candidates(ratelimit.REFUSING).memory()
+    with asyncio.Runner() as runner:
+        for name in (ratelimit.RATE_LIMITED, ratelimit.TOKEN_BUCKET, ratelimit.LIMITS_FIXED):
+            decorate = refusing[name]
+            ratelimit.check_limiting(name, decorate, decorate, succeed, runner, admitting=False)
+        with pytest.raises(AssertionError, match="did not refuse"):
+            ratelimit.check_limiting(
+                "unlimited", unlimited, unlimited, succeed, runner, admitting=False
+            )
