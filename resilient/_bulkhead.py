@@ -5,18 +5,20 @@
 # - One `_Slots` per decorated function (per layer built), shared by every thread and event
 #   loop of the process; its state (`busy`, `queue`) changes only under its threading.Lock,
 #   which is never held while waiting, calling or reporting.
-# - A call takes a free slot, or joins the queue with a Signal of its own, or is refused at
-#   once when `max_waiting` calls wait already. A release hands its slot directly to the first
-#   waiter (pops it and fires its Signal; `busy` stays), else frees it: a slot never goes back
-#   to the pool while someone waits, so no newcomer overtakes the queue.
+# - A call takes a free slot (the fast path: one short critical section, then the call), or
+#   joins the queue with a Signal of its own, or is refused at once when `max_waiting` calls
+#   wait already. A release hands its slot directly to the first waiter (pops it and fires
+#   its Signal; `busy` stays), else frees it: a slot never goes back to the pool while
+#   someone waits, so no newcomer overtakes the queue.
 # - Whoever is popped from the queue owns a slot. A waiter whose wait ends without the signal
 #   (timeout, deadline, cancellation, an interrupt) decides under the lock: still queued, it
 #   leaves the queue; popped meanwhile, it owns the slot, and keeps it (timed out: it runs) or
 #   releases it, which hands it on (cancelled: it leaves).
 # - The slot is released in a `finally` around the call, so an exception, a cancellation or
 #   any BaseException gives it back.
-# - A call is written once, as a procedure of effects (`CALL`, `Join`), which `run_sync` and
-#   `run_async` perform: threads wait on the Signal, tasks await it in their own loop.
+# - A call that must wait or be refused is written once, as a procedure of effects (`CALL`,
+#   `Join`), which `run_sync` and `run_async` perform: threads wait on the Signal, tasks await
+#   it in their own loop.
 #
 # Shared (`shared=True`), the slots live on the backend, a counting semaphore whose places are
 # leases (`acquire_slot`, `release_slot`, `extend_slot`, `wait_slot`):
@@ -81,6 +83,18 @@ class _Slots:
         self.busy = 0
         self.queue: deque[Signal] = deque()
         self.waiting = 0  # shared: the calls of this process waiting for a slot on the backend
+
+    def take(self, limit: int) -> bool:
+        """Take a free slot, if fewer than *limit* are taken; return whether it did."""
+        lock = self.lock
+        lock.acquire()  # not `with`: the hot path of every bulkheaded call
+        try:
+            if self.busy < limit:
+                self.busy += 1
+                return True
+            return False
+        finally:
+            lock.release()
 
     def release(self) -> None:
         """Hand a slot to the first waiter, or free it when nobody waits."""
@@ -164,13 +178,24 @@ class _Bulkhead:
     def call_sync(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        return run_sync(self._admitted(), call=partial(self.inner, wrapped, instance, args, kwargs))
+        if not self.slots.take(self.max_concurrent):  # every slot taken: queue, or refuse
+            call = partial(self.inner, wrapped, instance, args, kwargs)
+            return run_sync(self._admitted(), call=call)
+        try:
+            return self.inner(wrapped, instance, args, kwargs)
+        finally:
+            self.slots.release()
 
     async def call_async(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
-        call = partial(self.inner, wrapped, instance, args, kwargs)
-        return await run_async(self._admitted(), call=call)
+        if not self.slots.take(self.max_concurrent):  # every slot taken: queue, or refuse
+            call = partial(self.inner, wrapped, instance, args, kwargs)
+            return await run_async(self._admitted(), call=call)
+        try:
+            return await self.inner(wrapped, instance, args, kwargs)
+        finally:
+            self.slots.release()
 
     def call_shared_sync(
         self, wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -185,7 +210,10 @@ class _Bulkhead:
         return await run_async(self._shared(in_loop=True), call=call)
 
     def _admitted(self) -> Procedure:
-        """Take a slot (waiting in the queue for one if need be), run the call, release it."""
+        """Take a slot (waiting in the queue for one if need be), run the call, release it.
+
+        For a call that found every slot taken (one may have come free since).
+        """
         slots = self.slots
         start = DEFAULTS.clock.monotonic()
         left = self._patience(start)

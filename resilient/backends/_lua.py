@@ -176,7 +176,9 @@ elseif wait > tonumber(ARGV[2]) then
   return {0, math.ceil(wait)}
 end
 local full = start + interval
-redis.call('SET', KEYS[1], string.format('%.3f', full), 'PX', math.ceil((full - now) / 1000))
+-- at least 1 ms: an interval lost in the float of the time still gets a key that expires
+local ttl = math.max(1, math.ceil((full - now) / 1000))
+redis.call('SET', KEYS[1], string.format('%.3f', full), 'PX', ttl)
 return {1, math.ceil(wait)}
 """
 

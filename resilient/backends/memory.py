@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from threading import Lock
 from typing import cast
 
@@ -32,6 +32,23 @@ from .._signal import Signal
 from ._types import MISS, Claim, Fetched, Locked, Versioned
 
 __all__ = ["LruStore", "MemoryBackend"]
+
+
+# The configured clock's monotonic time, bound on first use and again whenever the defaults
+# change: the rate limits' hot path reads it without walking `_config.DEFAULTS.clock` (this
+# module is imported while `_config` makes its defaults, so not bound at import).
+def _bind_clock() -> None:
+    global _monotonic  # noqa: PLW0603 - the one binding, kept current
+    _monotonic = _config.DEFAULTS.clock.monotonic
+
+
+def _first_reading() -> float:
+    _bind_clock()
+    return _monotonic()
+
+
+_monotonic: Callable[[], float] = _first_reading
+_config.on_change(_bind_clock)
 
 
 @attrs.define(slots=True)
@@ -396,9 +413,10 @@ class MemoryBackend:
 
     def throttle(self, key: str, interval: float, burst: int, max_wait: float = 0.0) -> Throttled:
         """Decide one call of the rate limit *key* (see :class:`resilient.typing.Backend`)."""
-        rates = self._rates
-        with self._rates_lock:
-            now = _config.DEFAULTS.clock.monotonic()
+        rates, lock = self._rates, self._rates_lock
+        lock.acquire()  # not `with`: this is the hot path of every in-process rate limit
+        try:
+            now = _monotonic()
             tat = rates.get(key)
             if tat is None:  # a key not seen lately: its bucket is full
                 if len(rates) >= self._rates_bound:
@@ -408,6 +426,8 @@ class MemoryBackend:
                 rates[key] = now + interval
                 return ADMITTED
             decision, rates[key] = throttle(tat, now, interval, burst, max_wait)
+        finally:
+            lock.release()
         return decision
 
     def _forget_full_buckets(self, now: float) -> None:

@@ -646,6 +646,12 @@ class BackendContract:
         decisions = [primitives.throttle(key, interval, 2).admitted for _ in range(3)]
         assert decisions == [True, True, False]
 
+    def test_a_limit_of_millions_a_second_admits(self, primitives: _Primitives) -> None:
+        """An interval far below the store's clock resolution still admits its burst."""
+        key = self.key("rate")
+        decisions = [primitives.throttle(key, 1e-9, 1_000_000_000) for _ in range(3)]
+        assert decisions == [(True, 0.0)] * 3
+
     def test_racing_calls_are_admitted_exactly_burst_times(self, primitives: _Primitives) -> None:
         """Forty calls at once on a key with a burst of 25 (and no refill): 25 are admitted."""
         key = self.key("rate")
