@@ -4,10 +4,13 @@
 # - One renewer serves every lease of sync holders in the process (one daemon thread), and one
 #   per event loop serves the leases of that loop's tasks (one task): never a thread or a task
 #   per lease. Each starts with its first lease and ends when none is left (the thread a
-#   second later), so an idle process has neither.
+#   second after it next wakes, at most a renewal interval later), so an idle process has
+#   neither.
 # - The serving loop is written once, as a procedure: `run_sync` performs it in the thread,
-#   `run_async` in the task. It sleeps on a Signal until the next renewal is due or a lease is
-#   added or stopped, then lets each due lease's lock renew it (one `extend`).
+#   `run_async` in the task. It sleeps on a Signal until the next renewal is due, then lets
+#   each due lease's lock renew it (one `extend`). Adding a lease wakes it only when the lease
+#   is due before it would wake anyway, and stopping one wakes only a task left with none:
+#   holders coming and going do not switch to the renewer at every call.
 # - What a renewal means (when it is due next, when a lease counts as lost) is the lock's
 #   (`Lock._renewing`); the order of renewals is the schedule's (`_core/renewal.py`).
 # - A forked child starts with no renewer: its parent's thread does not survive the fork, and
@@ -15,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import threading
 import weakref
@@ -32,13 +36,16 @@ __all__ = ["renew", "renewed_call", "stop_renewing"]
 class _Renewer:
     """The renewals one thread or one task serves."""
 
-    __slots__ = ("_linger", "_lock", "_schedule", "_wake", "running")
+    __slots__ = ("_linger", "_lock", "_schedule", "_until", "_wake", "running")
 
     def __init__(self, linger: float = 0.0) -> None:
         self._linger = linger  # seconds to wait for a new lease once none is left
         self._lock = threading.Lock()
         self._schedule = Schedule()
         self._wake = Signal()
+        # until when the serving loop sleeps: inf while it idles (any new lease wakes it),
+        # -inf while it is busy and will look at the schedule again anyway (none does)
+        self._until = -math.inf
         self.running: object = None  # the thread or task serving, while one does
 
     def add(self, renewal: Renewal, start: Callable[[_Renewer], object]) -> None:
@@ -46,15 +53,23 @@ class _Renewer:
         with self._lock:
             self._schedule.add(renewal)
             renewal.renewer = self
-            self._wake.fire()
+            if renewal.due < self._until:  # due before the loop would look again: wake it
+                self._wake.fire()
             if self.running is None:
                 self.running = start(self)
 
     def stop(self, renewal: Renewal) -> None:
-        """Serve *renewal* no more."""
+        """Serve *renewal* no more.
+
+        The serving loop is not woken: it finds the renewal gone when it comes due. Only a
+        task's loop, which ends with its last lease, is woken when none is left.
+        """
         with self._lock:
             self._schedule.stop(renewal)
-            self._wake.fire()
+            # next_due() also drops stopped renewals off the top of the schedule, so holders
+            # coming and going one after another leave nothing behind while the loop sleeps
+            if self._schedule.next_due() is None and not self._linger:
+                self._wake.fire()
 
     def serving(self) -> Procedure:
         """Renew each lease when it is due, until none is left."""
@@ -72,6 +87,7 @@ class _Renewer:
                     wake = self._wake
                     now = clock.monotonic()
                     renewals = self._schedule.pop_due(now) if due is not None and due <= now else []
+                    self._until = math.inf if due is None else -math.inf if renewals else due
                 if due is None:  # idle: wait a while for the next lease before ending
                     lingered = not (yield Join(wake, self._linger))
                     continue
