@@ -245,9 +245,13 @@ def test_an_async_call_is_cancelled_at_its_limit() -> None:
     woken_at: list[float] = []
     begin, raised_at = run(scenario())
     assert len(cancelled_at) == 1
-    late = f"a bare asyncio timer due then ran {woken_at[0] - begin - limit:.4f} s late"
-    assert limit <= cancelled_at[0] - begin <= limit + CANCEL_SLACK, late
-    assert cancelled_at[0] <= raised_at <= begin + limit + CANCEL_SLACK, late
+    # The bound is on what the library adds: on a shared virtual machine the loop itself now
+    # and then wakes tens of milliseconds late (host steal time), for a bare timer as for ours
+    loop_late = max(0.0, woken_at[0] - begin - limit)
+    late = f"a bare asyncio timer due then ran {loop_late:.4f} s late"
+    bound = limit + CANCEL_SLACK + loop_late
+    assert limit <= cancelled_at[0] - begin <= bound, late
+    assert cancelled_at[0] <= raised_at <= begin + bound, late
 
 
 def test_an_async_call_sees_the_limit_as_its_deadline() -> None:
