@@ -247,33 +247,16 @@ def check_bounding(
     one slot, a call made from inside a running call must be refused without running the
     function, and the outer call must still answer; a call after it must find its slot free.
     """
-    is_async = inspect.iscoroutinefunction(function)
+    counted = cache.Counted(function)
+    is_async = counted.is_async
 
     def call(target: Function) -> Any:
-        if is_async:
+        return counted.call(target, 7, runner)
 
-            async def await_call() -> Any:
-                return await target(7)
-
-            return runner.run(await_call())
-        return target(7)
-
-    calls = 0
-
-    def count(value: int) -> Any:
-        nonlocal calls
-        calls += 1
-        return function(value)
-
-    async def acount(value: int) -> Any:
-        nonlocal calls
-        calls += 1
-        return await function(value)
-
-    bounded = decorate(acount if is_async else count)
+    bounded = decorate(counted.function)
     outcomes = [call(bounded) for _ in range(3)]
     assert outcomes == [7, 7, 7], f"{name} gave {outcomes!r}"
-    assert calls == 3, f"{name} made {calls} calls, not 3"
+    assert counted.calls == 3, f"{name} made {counted.calls} calls, not 3"
     if name in PASSTHROUGH:
         return
     inner: list[object] = []

@@ -329,6 +329,34 @@ class Candidates:
 # -- checking that a candidate caches ------------------------------------------------------------
 
 
+class Counted:
+    """The function a check calls, counting how often it ran; sync or async like the function."""
+
+    def __init__(self, function: Function) -> None:
+        self.calls = 0
+        self.is_async = inspect.iscoroutinefunction(function)
+
+        def count(value: int) -> Any:
+            self.calls += 1
+            return function(value)
+
+        async def acount(value: int) -> Any:
+            self.calls += 1
+            return await function(value)
+
+        self.function: Function = acount if self.is_async else count
+
+    def call(self, target: Function, value: int, runner: asyncio.Runner) -> Any:
+        """Call *target* (this function, decorated, or any of its kind) with *value*."""
+        if not self.is_async:
+            return target(value)
+
+        async def await_call() -> Any:
+            return await target(value)
+
+        return runner.run(await_call())
+
+
 def check_caching(
     name: str,
     label: str,
@@ -344,40 +372,19 @@ def check_caching(
     pass-through candidate three times. A miss scenario calls with three new arguments, each
     of which must run the function, then repeats the last one, which must not.
     """
-    calls = 0
-    is_async = inspect.iscoroutinefunction(function)
-
-    def count(value: int) -> Any:
-        nonlocal calls
-        calls += 1
-        return function(value)
-
-    async def acount(value: int) -> Any:
-        nonlocal calls
-        calls += 1
-        return await function(value)
-
-    decorated = decorate(acount if is_async else count)
-
-    def call(target: Function, value: int) -> Any:
-        if not is_async:
-            return target(value)
-
-        async def await_call() -> Any:
-            return await target(value)
-
-        return runner.run(await_call())
-
+    counted = Counted(function)
+    decorated = decorate(counted.function)
     values = (7, 8, 9) if fresh else (7, 7, 7)
     for value in values:
-        outcome = call(decorated, value)
-        expected = call(function, value)
+        outcome = counted.call(decorated, value, runner)
+        expected = counted.call(function, value, runner)
         assert outcome == expected, f"{name}: {label} gave {outcome!r}, not {expected!r}"
     runs = 3 if fresh or name in PASSTHROUGH else 1
+    calls = counted.calls
     assert calls == runs, f"{name}: {label} ran the function {calls} times, not {runs}"
     if name not in PASSTHROUGH:
-        call(decorated, values[-1])
-        assert calls == runs, f"{name}: {label} did not store what it computed"
+        counted.call(decorated, values[-1], runner)
+        assert counted.calls == runs, f"{name}: {label} did not store what it computed"
 
 
 # -- a throwaway redis-server --------------------------------------------------------------------

@@ -383,49 +383,33 @@ def check_limiting(
     same candidate under a limit of one call an hour: its second call must be refused. The
     bare call runs the function every time.
     """
-    is_async = inspect.iscoroutinefunction(function)
-    calls = 0
-
-    def count(value: int) -> Any:
-        nonlocal calls
-        calls += 1
-        return function(value)
-
-    async def acount(value: int) -> Any:
-        nonlocal calls
-        calls += 1
-        return await function(value)
+    counted = cache.Counted(function)
 
     def call(target: Function) -> object:
         try:
-            if is_async:
-
-                async def await_call() -> Any:
-                    return await target(7)
-
-                return runner.run(await_call())
-            return target(7)
+            return counted.call(target, 7, runner)
         except REFUSALS as refusal:
             return refusal
 
-    counted = acount if is_async else count
-    limited = decorate(counted)
+    limited = decorate(counted.function)
     outcomes = [call(limited) for _ in range(5 if admitting else 3)]
     passthrough = name in PASSTHROUGH
     if admitting or passthrough:
         assert outcomes == [7] * len(outcomes), f"{name} gave {outcomes!r}, not 7 every time"
+        calls = counted.calls
         assert calls == len(outcomes), f"{name} made {calls} calls, not {len(outcomes)}"
     else:
         assert outcomes[0] == 7, f"{name} refused its first call: {outcomes[0]!r}"
         assert all(isinstance(outcome, REFUSALS) for outcome in outcomes[1:]), (
             f"{name} did not refuse calls over one an hour: {outcomes!r}"
         )
+        calls = counted.calls
         assert calls == 1, f"{name} ran the function {calls} times over the limit"
     if passthrough:
         return
-    calls = 0
-    once = strict(counted)
+    counted.calls = 0
+    once = strict(counted.function)
     first, second = call(once), call(once)
     assert first == 7, f"{name} refused its first call: {first!r}"
     assert isinstance(second, REFUSALS), f"{name} let a second call an hour go: {second!r}"
-    assert calls == 1, f"{name} ran the function over the limit"
+    assert counted.calls == 1, f"{name} ran the function over the limit"

@@ -109,6 +109,23 @@ def python_processes(
     results.extend(json.loads(stdout) for stdout, _ in outputs)
 
 
+@contextmanager
+def running(script: str, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """Run one Python process of *script* during the block; kill it after, whatever happens."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+
+
 def together(count: int, call: Any) -> list[Any]:
     """Run *call* in *count* threads started at once; return what each got (value or error)."""
     start = threading.Barrier(count)

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 import redis
-from cache_support import PATIENCE, EventLog, eventually, python_processes, run
+from cache_support import PATIENCE, EventLog, eventually, python_processes, run, running
 from redis_fixtures import Backends
 from redis_infra import RedisServer, commands_sent
 
@@ -123,23 +119,6 @@ def hold():
 
 hold()
 """
-
-
-@contextmanager
-def running(script: str, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """Run one Python process of *script* during the block; kill it after, whatever happens."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", script, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
 
 
 def lease_left(client: redis.Redis) -> float:

@@ -21,19 +21,16 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from cache_support import PATIENCE, EventLog, eventually, pause, python_processes
+from cache_support import PATIENCE, EventLog, eventually, pause, python_processes, running
 from redis_fixtures import Backends
 from redis_infra import FaultProxyFactory, RedisServer
 
@@ -407,23 +404,6 @@ def text(reply: bytes | str) -> str:
 def claimed(server: redis.Redis) -> list[str]:
     """Return the keys of the claims the server holds."""
     return [text(key) for key in server.scan_iter("*:claim")]
-
-
-@contextmanager
-def running(script: str, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """Run one Python process of *script* during the block; kill it after, whatever happens."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", script, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
 
 
 def test_a_key_whose_process_was_killed_mid_execution_runs_once_more_after_its_lease(
