@@ -162,7 +162,8 @@ class Backend(Protocol):
         reserve the next token if it comes within *max_wait* seconds: it is admitted, told
         how long to wait, and counted at once. The decision reads and updates the key in one
         atomic step, on the store's own clock, and the key expires when its bucket is full
-        again. See :mod:`resilient._core.ratelimit` for the arithmetic (GCRA).
+        again. The arithmetic is the generic cell rate algorithm (GCRA), as the rate-limit
+        page of the docs describes it.
         """
 
     def lock(self, key: str, owner: str, ttl: float) -> Locked:

@@ -150,5 +150,5 @@ class RateLimitPolicy:
 
     @property
     def capacity(self) -> int:
-        """How many calls may go at once: ``burst``, or its default."""
+        """The number of calls that may go at once (``burst``, or its default)."""
         return self.burst if self.burst is not None else max(1, math.floor(self.rate))

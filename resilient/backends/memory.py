@@ -393,7 +393,7 @@ class MemoryBackend:
         return self._store.extend(key, owner, ttl, _config.DEFAULTS.clock.monotonic())
 
     def acquire_slot(self, key: str, owner: str, limit: int, ttl: float) -> bool:
-        """Take one of *limit* slots of *key* for *owner* (see :meth:`Backend.acquire_slot`)."""
+        """Take a slot of *key* for *owner* (see :class:`~resilient.typing.Backend`)."""
         now = _config.DEFAULTS.clock.monotonic()
         return self._semaphores.acquire(key, owner, limit, ttl, now)
 
