@@ -9,7 +9,8 @@ candidate sends; idempotency (benchmarks/idempotency.py) times a first call and 
 beside AWS Powertools and the floor of each path on redis-py; rate limits
 (benchmarks/ratelimit.py) time a decision in memory and on Redis beside `limits` and a token
 bucket by hand, and bulkheads (benchmarks/bulkhead.py) an uncontended admission, in one process
-and shared on Redis. Two parts are not timed in
+and shared on Redis; `resilient.pipeline` (benchmarks/pipeline.py, ``--only pipeline``) is timed
+beside its decorators stacked by hand and each alone. Two parts are not timed in
 batches: contended locks (benchmarks/lock.py: processes hammering one lock, acquisitions per
 second) and dedupe (benchmarks/dedupe.py: many callers of one slow function, in one process or
 spread over four, wall time to serve them all). See docs/benchmarks.md for the method and the
@@ -18,7 +19,9 @@ latest measured tables.
 Run: ``python benchmarks/run.py`` (about two minutes), ``--quick`` for a smoke test,
 ``--markdown`` for the tables as markdown, ``--check`` to exit 1 when a target is missed,
 ``--only retry`` (or breaker, cache, lock, dedupe, idempotency, ratelimit, bulkhead) for one
-part.
+part. ``--json ratios.json`` also writes every ratio to a file and ``--plot figure.png`` draws
+them (benchmarks/plot.py: a panel per part, ours highlighted); ``--from ratios.json --plot
+figure.png`` draws a saved run's figure again without measuring.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypeAlias, cast
 
 import backoff
@@ -48,6 +52,8 @@ import cache  # benchmarks/cache.py, beside this file
 import dedupe  # benchmarks/dedupe.py, beside this file
 import idempotency  # benchmarks/idempotency.py, beside this file
 import lock  # benchmarks/lock.py, beside this file
+import pipeline  # benchmarks/pipeline.py, beside this file
+import plot  # benchmarks/plot.py, beside this file
 import ratelimit  # benchmarks/ratelimit.py, beside this file
 import stamina
 import tenacity
@@ -557,6 +563,17 @@ def bulkhead_scenarios(
     return scenarios
 
 
+def verify_pipeline(scenario: Scenario, name: str, runner: asyncio.Runner) -> None:
+    """Check that the candidate's policies act, and that the pipeline is one wrapper."""
+    pipeline.check_stacking(name, scenario.candidates[name], scenario.function, runner)
+
+
+PIPELINE_SCENARIOS = (
+    Scenario(pipeline.SYNC, "sync", succeed, pipeline.CANDIDATES, BARE, verify_pipeline),
+    Scenario(pipeline.ASYNC, "async", asucceed, pipeline.CANDIDATES, BARE, verify_pipeline),
+)
+
+
 def dedupe_scenarios(
     candidates: dedupe.Candidates, fleet: dedupe.Fleet, *, quick: bool
 ) -> list[dedupe.Scenario]:
@@ -970,7 +987,13 @@ class FleetTarget(NamedTuple):
 
 
 AnyTarget: TypeAlias = (
-    Target | CommandTarget | AmortizedCommands | ThroughputTarget | DedupeTarget | FleetTarget
+    Target
+    | CommandTarget
+    | AmortizedCommands
+    | ThroughputTarget
+    | DedupeTarget
+    | FleetTarget
+    | pipeline.OneWrapper
 )
 
 TARGETS: tuple[AnyTarget, ...] = (
@@ -1038,6 +1061,10 @@ TARGETS: tuple[AnyTarget, ...] = (
     CommandTarget(REDIS_RATE_ASYNC, ratelimit.RATE_LIMITED, 1),
     Target(REDIS_RATE_SYNC, ratelimit.RATE_LIMITED, RAW, 1.1, at_most=True),
     Target(REDIS_RATE_ASYNC, ratelimit.RATE_LIMITED, RAW, 1.1, at_most=True),
+    # "a pipeline costs what its decorators stacked by hand cost: one wrapper over its policies"
+    Target(pipeline.SYNC, pipeline.PIPELINE, pipeline.HAND, 1.1, at_most=True),
+    Target(pipeline.ASYNC, pipeline.PIPELINE, pipeline.HAND, 1.1, at_most=True),
+    *pipeline.TARGETS,
 )
 
 
@@ -1261,6 +1288,7 @@ def report(results: Results, *, markdown: bool) -> list[str]:
     redis_limited = [label for label in ran if label in REDIS_RATE_LABELS]
     bounded = [label for label in ran if label in (BULKHEAD_SYNC, BULKHEAD_ASYNC)]
     redis_bounded = [label for label in ran if label in REDIS_BULKHEAD_LABELS]
+    piped = [label for label in ran if label in pipeline.LABELS]
     redis = [
         label
         for label in ran
@@ -1306,6 +1334,9 @@ def report(results: Results, *, markdown: bool) -> list[str]:
     if redis_bounded:
         table = redis_table(results, redis_bounded, markdown=markdown)
         parts.append(f"{heading}Redis bulkhead (shared=True), uncontended admission\n\n{table}")
+    if piped:
+        table = ratio_table(results, piped, markdown=markdown)
+        parts.append(f"{heading}pipeline of timeout + retry + breaker, success path\n\n{table}")
     if results.contended is not None:
         table = contended_table(results.contended, markdown=markdown)
         title = (
@@ -1393,7 +1424,47 @@ def info(results: Results) -> list[str]:
     return lines
 
 
-PARTS = ("retry", "breaker", "cache", "lock", "dedupe", "idempotency", "ratelimit", "bulkhead")
+PARTS = (
+    "retry",
+    "breaker",
+    "cache",
+    "lock",
+    "dedupe",
+    "idempotency",
+    "ratelimit",
+    "bulkhead",
+    "pipeline",
+)
+
+
+def measurements(results: Results, part_of: Mapping[str, str]) -> list[plot.Measurement]:
+    """Return every ratio the tables show, by part in the order of PARTS, for the figure.
+
+    *part_of* names the part of each timed scenario. A contended lock's ratio is its time per
+    acquisition (the inverse of its acquisitions per second) over the poller's, so that, as in
+    every other part, lower is better.
+    """
+    made = [
+        plot.Measurement(
+            part_of[label], label, bench.scenario.baseline, name, results.ratio(label, name)
+        )
+        for (label, name), bench in results.benches.items()
+    ]
+    if results.contended is not None:
+        contended, label = results.contended, f"contended, {lock.PROCESSES} processes"
+        floor = contended.best(lock.REDIS_PY_FAST)
+        for name in contended.rounds:
+            rate = contended.best(name)
+            ratio = floor / rate if rate and floor else None
+            made.append(plot.Measurement("lock", label, lock.REDIS_PY_FAST, name, ratio))
+    if results.dedupe is not None:
+        made += [
+            plot.Measurement(
+                "dedupe", label, bench.scenario.baseline, name, results.dedupe.ratio(label, name)
+            )
+            for (label, name), bench in results.dedupe.benches.items()
+        ]
+    return sorted(made, key=lambda measurement: PARTS.index(measurement.part))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1403,7 +1474,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
     parser.add_argument("--rounds", type=int, help="rounds of batches (default 40; quick 3)")
     parser.add_argument("--only", choices=PARTS, help="run one part only")
+    parser.add_argument("--json", type=Path, help="also write every ratio to this JSON file")
+    parser.add_argument("--plot", type=Path, help="also draw every ratio into this PNG file")
+    parser.add_argument(
+        "--from",
+        dest="saved",
+        type=Path,
+        help="measure nothing: draw --plot from the ratios that --json wrote to this file",
+    )
     args = parser.parse_args(argv)
+    if args.saved is not None:
+        if args.plot is None:
+            parser.error("--from draws a figure: give --plot too")
+        saved, caption = plot.load(args.saved)
+        plot.draw(args.plot, saved, caption=caption)
+        return 0
     rounds = args.rounds or (3 if args.quick else 40)
     batch_ms = 2.0 if args.quick else 10.0
     parts = [args.only] if args.only else list(PARTS)
@@ -1436,27 +1521,30 @@ def main(argv: list[str] | None = None) -> int:
             print("(+N%: how much slower the median batch was, i.e. the machine's noise)")
         print()
         runner = stack.enter_context(asyncio.Runner())
-        scenarios: list[Scenario] = []
+        # each part's scenarios: the figure groups the ratios by part
+        scenarios: dict[str, list[Scenario]] = collections.defaultdict(list)
         if "retry" in parts:
-            scenarios += RETRY_SCENARIOS
+            scenarios["retry"] += RETRY_SCENARIOS
         if "breaker" in parts:
-            scenarios += BREAKER_SCENARIOS
+            scenarios["breaker"] += BREAKER_SCENARIOS
+        if "pipeline" in parts:
+            scenarios["pipeline"] += PIPELINE_SCENARIOS
         if server is not None and "breaker" in parts:
             shared = breaker.SharedCandidates(server.url)
             stack.callback(shared.close, runner)
-            scenarios += shared_breaker_scenarios(shared, server)
+            scenarios["breaker"] += shared_breaker_scenarios(shared, server)
         if server is not None and "cache" in parts:
             candidates = cache.Candidates(server.url)
             stack.callback(candidates.close, runner)
-            scenarios += cache_scenarios(candidates, server)
+            scenarios["cache"] += cache_scenarios(candidates, server)
         if masters is not None:
             locks = lock.Candidates(masters)
             stack.callback(locks.close, runner)
-            scenarios += lock_scenarios(locks, masters)
+            scenarios["lock"] += lock_scenarios(locks, masters)
         if server is not None and "idempotency" in parts:
             idempotent = idempotency.Candidates(server.url)
             stack.callback(idempotent.close, runner)
-            scenarios += idempotency_scenarios(idempotent, server)
+            scenarios["idempotency"] += idempotency_scenarios(idempotent, server)
         if server is not None and "ratelimit" in parts:
             admitting = ratelimit.Candidates(ratelimit.ADMITTING)
             draining = ratelimit.Candidates(ratelimit.DRAINING)
@@ -1464,14 +1552,17 @@ def main(argv: list[str] | None = None) -> int:
             refusing = ratelimit.Candidates(ratelimit.REFUSING, server.url)
             for made in (admitting, draining, shared_limits, refusing):
                 stack.callback(made.close, runner)
-            scenarios += ratelimit_scenarios(admitting, draining, shared_limits, refusing, server)
+            scenarios["ratelimit"] += ratelimit_scenarios(
+                admitting, draining, shared_limits, refusing, server
+            )
         if server is not None and "bulkhead" in parts:
             bounding = bulkhead.Candidates(bulkhead.MAX_CONCURRENT, server.url)
             one = bulkhead.Candidates(1, server.url)
             stack.callback(bounding.close, runner)
             stack.callback(one.close, runner)
-            scenarios += bulkhead_scenarios(bounding, one, server)
-        results = run(rounds, batch_ms, runner, scenarios) if scenarios else Results([], {})
+            scenarios["bulkhead"] += bulkhead_scenarios(bounding, one, server)
+        timed = [scenario for made in scenarios.values() for scenario in made]
+        results = run(rounds, batch_ms, runner, timed) if timed else Results([], {})
         if server is not None and "lock" in parts:
             log = CommandLog(server)
             contended = lock.contend(
@@ -1492,6 +1583,17 @@ def main(argv: list[str] | None = None) -> int:
                 timeout=dedupe_timeout,
             )
             results = results._replace(dedupe=dedupe_results)
+        caption = (
+            f"{machine(server).split(';')[0]}; resilient {resilient.__version__}; "
+            f"{'--quick, ' if args.quick else ''}{rounds} rounds of ~{batch_ms:g} ms batches"
+        )
+    ratios = measurements(
+        results, {scenario.label: part for part, made in scenarios.items() for scenario in made}
+    )
+    if args.json is not None:
+        plot.save(args.json, ratios, caption=caption)
+    if args.plot is not None:
+        plot.draw(args.plot, ratios, caption=caption)
     for part in report(results, markdown=args.markdown):
         print(part, end="\n\n")
     bullet = "- " if args.markdown else ""

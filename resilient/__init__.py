@@ -30,6 +30,7 @@ from ._dedupe import deduped
 from ._fallback import fallback
 from ._idempotent import idempotent
 from ._lock import Lease, Lock, LockPolicy, lock
+from ._pipeline import Pipeline, pipeline
 from ._ratelimit import RateLimiter, rate_limited
 from ._retry import Attempt, RetryBudget, Retrying, RetryPolicy, retry, retrying
 from ._timeout import timeout
@@ -86,6 +87,9 @@ __all__ = [
     "cache_status",
     "invalidate_tags",
     "ainvalidate_tags",
+    # composing
+    "pipeline",
+    "Pipeline",
 ]
 
 

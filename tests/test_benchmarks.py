@@ -1,3 +1,4 @@
+import ast
 import asyncio
 import importlib.util
 import re
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 
 RUNNER = Path(__file__).parent.parent / "benchmarks" / "run.py"
+BENCHMARKS_PAGE = Path(__file__).parent.parent / "docs" / "benchmarks.md"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 RETRY_CANDIDATES = ("hand-written loop", "resilient.retry", "tenacity", "stamina", "backoff")
 MEMORY_CANDIDATES = (
@@ -95,10 +98,17 @@ BULKHEAD_CANDIDATES = {
 
 
 @pytest.fixture(scope="module")
-def quick_run() -> str:
+def quick_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the quick run writes its ratios (ratios.json) and draws them (figure.png)."""
+    return tmp_path_factory.mktemp("quick")
+
+
+@pytest.fixture(scope="module")
+def quick_run(quick_files: Path) -> str:
     """The output of `python benchmarks/run.py --quick`, which must succeed."""
+    ratios, figure = quick_files / "ratios.json", quick_files / "figure.png"
     done = subprocess.run(
-        [sys.executable, str(RUNNER), "--quick"],
+        [sys.executable, str(RUNNER), "--quick", "--json", str(ratios), "--plot", str(figure)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -243,6 +253,125 @@ def test_benchmark_runner_measures_bulkhead_admission(quick_run: str) -> None:
         shared = f"redis bulkhead shared admitted {mode}: resilient.bulkhead(shared=True)"
         assert re.search(rf"^{re.escape(shared)} .* 2 \(EVALSHA x2\) ", quick_run, re.MULTILINE)
         assert f"redis bulkhead shared admitted {mode}: raw redis-py" in quick_run
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """Check that *path* is a PNG file of a sane size; return its width and height in pixels."""
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE), f"{path} is no PNG"
+    assert 5_000 < len(data) < 300_000, f"{path} has {len(data):,} bytes"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert 600 <= width <= 4_000, width
+    assert 200 <= height <= 8_000, height
+    return width, height
+
+
+def test_benchmark_runner_draws_every_part_beside_its_anchors(
+    quick_run: str, quick_files: Path
+) -> None:
+    """`--json` saves a ratio per candidate of every part, `--plot` draws a panel per part."""
+    plot = _benchmark_module("plot")
+    _png_size(quick_files / "figure.png")
+    ratios, caption = plot.load(quick_files / "ratios.json")
+    assert "--quick" in caption
+    panels = plot.panels(ratios)
+    assert {panel.part for panel in panels} == set(_parts())
+    for panel in panels:
+        ours = [name for name in panel.candidates if name.startswith("resilient")]
+        assert ours, f"{panel.part}: x {panel.baseline} shows no resilient candidate"
+        assert panel.baseline not in panel.candidates  # the dashed line, not a row
+    # every timed ratio the tables print is saved, the baseline's own 1.0 included
+    saved = {(m.scenario, m.candidate): m.ratio for m in ratios}
+    assert saved["success sync", "bare call"] == 1.0
+    assert saved["redis lock sync", "raw redis-py"] == 1.0
+    assert saved["redis lock sync", "resilient.lock"] > 1.0
+    assert ("contended, 4 processes", "resilient.lock") in saved
+    assert ("100 awaits", "resilient.deduped") in saved
+
+
+def _parts() -> tuple[str, ...]:
+    """The parts the runner registers (its PARTS), read from its source without importing it."""
+    tree = ast.parse(RUNNER.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "PARTS":
+            parts: tuple[str, ...] = ast.literal_eval(node.value)
+            return parts
+    raise AssertionError("benchmarks/run.py has no PARTS")
+
+
+def test_benchmark_figure_is_drawn_again_from_saved_ratios(
+    quick_run: str, quick_files: Path, tmp_path: Path
+) -> None:
+    """`--from ratios.json --plot` measures nothing and draws the run's figure byte for byte."""
+    again = tmp_path / "again.png"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(RUNNER),
+            "--from",
+            str(quick_files / "ratios.json"),
+            "--plot",
+            str(again),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""  # no run, no tables
+    assert again.read_bytes() == (quick_files / "figure.png").read_bytes()
+
+
+def test_benchmark_figure_marks_failures_and_ratios_below_the_baseline(tmp_path: Path) -> None:
+    """A failed candidate, a ratio under 1 and a part of any name are drawn; the rest left out."""
+    plot = _benchmark_module("plot")
+    bare, floor = "bare call", "raw redis-py"
+    ratios = [
+        plot.Measurement("anything", "hit", bare, bare, 1.0),
+        plot.Measurement("anything", "hit", bare, "resilient.thing", 7.5),
+        plot.Measurement("anything", "hit", bare, "an anchor", 240.0),
+        plot.Measurement("anything", "redis hit", floor, bare, 0.0003),
+        plot.Measurement("anything", "redis hit", floor, floor, 1.0),
+        plot.Measurement("anything", "redis hit", floor, "resilient.thing", 0.004),
+        plot.Measurement("anything", "redis hit", floor, "an anchor", None),
+    ]
+    panels = plot.panels(ratios)
+    assert [(panel.baseline, panel.candidates) for panel in panels] == [
+        (bare, ["resilient.thing", "an anchor"]),
+        (floor, ["resilient.thing", "an anchor"]),  # the bare call is no row against redis-py
+    ]
+    assert panels[1].ratios["an anchor", "redis hit"] is None
+    plot.save(tmp_path / "ratios.json", ratios, caption="a small fixture")
+    assert plot.load(tmp_path / "ratios.json") == (ratios, "a small fixture")
+    plot.draw(tmp_path / "figure.png", ratios, caption="a small fixture")
+    width, height = _png_size(tmp_path / "figure.png")
+    assert width > height  # two panels side by side
+
+
+def test_benchmark_runner_refuses_from_without_plot(tmp_path: Path) -> None:
+    """`--from` only draws: without `--plot` the runner exits 2 with a usage error."""
+    done = subprocess.run(
+        [sys.executable, str(RUNNER), "--from", str(tmp_path / "ratios.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--from draws a figure: give --plot too" in done.stderr
+
+
+def test_benchmarks_page_shows_the_figure() -> None:
+    """docs/benchmarks.md embeds a PNG figure that exists, and says how to draw it again."""
+    page = BENCHMARKS_PAGE.read_text(encoding="utf-8")
+    images = re.findall(r"!\[[^\]]+\]\(([^)\s]+\.png)\)", page)
+    assert images, "the page embeds no PNG image"
+    for image in images:
+        _png_size(BENCHMARKS_PAGE.parent / image)
+    assert "--plot docs/_static/benchmarks.png" in page
+    assert "--from docs/_static/benchmarks.json" in page
+    assert (BENCHMARKS_PAGE.parent / "_static" / "benchmarks.json").is_file()
 
 
 def _benchmark_module(name: str) -> ModuleType:

@@ -73,6 +73,9 @@ PUBLIC_NAMES = [
     "cache_status",
     "invalidate_tags",
     "ainvalidate_tags",
+    # composing
+    "pipeline",
+    "Pipeline",
 ]
 
 # The modules users import from, reviewed. Everything else is `_private`.
