@@ -1,210 +1,242 @@
-"""The command line: ``python -m resilient demo`` (a scripted tour, no network, no Redis)."""
+"""The command line: python -m resilient (installed as the resilient script too).
 
+Commands:
+  demo        A tour of every capability against a simulated flaky upstream, printed as a
+              live table with a summary. In this process on the embedded defaults (no
+              network, no Redis); with --redis URL, the same kinds of decisions made
+              together by --processes N worker processes sharing one Redis.
+
+Options of every command (before or after its name):
+  --redis URL       The Redis to work on: redis://HOST:PORT/DB, rediss://... (TLS) or
+                    unix:///path/to/redis.sock. It must answer a ping within 2 s.
+  --namespace NS    The prefix of every key (default: resilient, as in configure()). The
+                    demo makes a namespace of its own run from it (NS-<random>, default
+                    resilient-demo-<random>) and deletes that namespace's keys at the end.
+
+Exit codes:
+  0    success
+  1    the command failed: a demo worker failed, or an unexpected error (with a traceback)
+  2    usage: an unknown command or option, a bad value (a URL that is not a Redis URL, a
+       namespace with other characters than letters, digits, '_', '.' and '-'), or an
+       option this install cannot serve (--redis without redis-py)
+  3    backend unreachable: Redis refused the connection, did not answer in time, or
+       refused the credentials, at the first ping or later
+  4    unknown name: the breaker, lock, ... that a command names does not exist
+  130  interrupted (Ctrl-C)
+"""
+
+# Rules of this module:
+# - It builds the parser and turns every expected failure into a short message on stderr and
+#   an exit code of the table above: a command raises CommandError, never prints a traceback
+#   for bad input or an unreachable backend.
+# - Nothing heavy is imported until a command runs: redis-py only with --redis (it is an
+#   optional extra), the demo only by `demo`.
+# - `open_redis` is the one way a command gets its backend from --redis.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import io
+import enum
+import os
 import sys
-import time
-from collections.abc import Callable, Sequence
-from typing import TextIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
-from . import wait
-from ._config import DEFAULTS, configure, reset_defaults
-from ._retry import RetryBudget, retry
-from .events import Event, RetriesExhausted, RetryScheduled
+from ._config import check_namespace
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from .backends.redis import RedisBackend
+
+__all__ = ["CommandError", "Exit", "main", "open_redis"]
+
+PING_TIMEOUT = 2.0  # seconds a Redis has to answer the first ping
+MAX_PROCESSES = 16
 
 
-class UpstreamError(ConnectionError):
-    """What the simulated upstream raises; may carry a Retry-After hint like an HTTP 503."""
+class Exit(enum.IntEnum):
+    """The exit codes of the command line (the table in this module's docstring)."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    UNREACHABLE = 3
+    UNKNOWN_NAME = 4
+    INTERRUPTED = 130
+
+
+class CommandError(Exception):
+    """A command cannot go on: *message* goes to stderr and *code* is the exit status."""
+
+    def __init__(self, code: Exit, message: str) -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.code = code
+        self.message = message
 
 
-class _Tour:
-    """Prints the tour as a table: one row per thing the upstream or the library did."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.started = time.monotonic()
-
-    def section(self, title: str, code: str) -> None:
-        self.out.write(f"\n== {title}\n   {code}\n\n   {'time':>7}  {'who':<9}  what\n")
-        self.started = time.monotonic()
-
-    def row(self, who: str, what: str) -> None:
-        elapsed = (time.monotonic() - self.started) * 1000
-        self.out.write(f"   {elapsed:>5.0f}ms  {who:<9}  {what}\n")
-        self.out.flush()
-
-    def observe(self, event: Event) -> None:
-        """Print what the library decided (installed as an observer)."""
-        if isinstance(event, RetryScheduled):
-            self.row("resilient", f"retry in {event.delay * 1000:.0f} ms ({event.error_type})")
-        elif isinstance(event, RetriesExhausted):
-            self.row("resilient", f"give up after {event.attempts} attempts: {event.reason}")
+def shown(url: str) -> str:
+    """Return *url* fit for a message: its password, if any, replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    name = user.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
 
 
-class _Upstream:
-    """A scripted dependency: each call consumes the next outcome (an exception or a value)."""
+def open_redis(url: str) -> RedisBackend:
+    """Return a backend for the Redis at *url*, once it answered a ping.
 
-    def __init__(self, tour: _Tour, script: Sequence[object], label: str = "upstream") -> None:
-        self.tour = tour
-        self.script = list(script)
-        self.label = label
-        self.calls = 0
-
-    def __call__(self) -> str:
-        outcome = self.script[min(self.calls, len(self.script) - 1)]
-        self.calls += 1
-        if isinstance(outcome, Exception):
-            self.tour.row(self.label, f"attempt {self.calls}: {type(outcome).__name__}: {outcome}")
-            raise outcome
-        self.tour.row(self.label, f"attempt {self.calls}: {outcome}")
-        return str(outcome)
-
-
-def _outcome(tour: _Tour, call: Callable[[], str]) -> None:
+    Raises:
+        CommandError: ``Exit.USAGE`` if *url* is not a Redis URL or redis-py is not
+            installed; ``Exit.UNREACHABLE`` if the server refused, did not answer within
+            ``PING_TIMEOUT`` seconds, or refused the credentials.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+        raise CommandError(
+            Exit.USAGE,
+            f"--redis {shown(url)!r} is not a Redis URL: write redis://HOST:PORT/DB, "
+            "rediss://HOST:PORT/DB (TLS) or unix:///path/to/redis.sock",
+        )
     try:
-        result = call()
-    except Exception as exc:  # noqa: BLE001 - the demo shows whatever happened
-        notes = "; ".join(getattr(exc, "__notes__", []))
-        tour.row("caller", f"raised {type(exc).__name__}: {exc}" + (f" [{notes}]" if notes else ""))
-    else:
-        tour.row("caller", f"got {result!r}")
+        import redis  # noqa: PLC0415 - an optional extra, needed only with --redis
+        from redis.backoff import NoBackoff  # noqa: PLC0415
+        from redis.retry import Retry  # noqa: PLC0415
 
-
-def _transient(tour: _Tour) -> None:
-    tour.section(
-        "1. A transient fault: two dropped connections, then an answer",
-        "@retry(on=ConnectionError, attempts=4, wait=wait.exponential(initial=0.02))",
-    )
-    upstream = _Upstream(tour, [UpstreamError("connection reset")] * 2 + ["200 OK"])
-    policy = retry(on=ConnectionError, attempts=4, wait=wait.exponential(initial=0.02), name="api")
-    _outcome(tour, policy(upstream))
-
-
-def _retry_after(tour: _Tour) -> None:
-    tour.section(
-        "2. The upstream says 503 with Retry-After: 0.15 s; the backoff alone would wait 10 ms",
-        "@retry(on=ConnectionError, wait=wait.constant(0.01))",
-    )
-    upstream = _Upstream(tour, [UpstreamError("503 busy", retry_after=0.15), "200 OK"])
-    _outcome(tour, retry(on=ConnectionError, wait=wait.constant(0.01), name="api")(upstream))
-
-
-def _exhausted(tour: _Tour) -> None:
-    tour.section(
-        "3. A dependency that stays down: the original exception comes back, with a note",
-        "@retry(on=ConnectionError, attempts=3, wait=wait.constant(0.01))",
-    )
-    upstream = _Upstream(tour, [UpstreamError("connection refused")])
-    policy = retry(on=ConnectionError, attempts=3, wait=wait.constant(0.01), name="api")
-    _outcome(tour, policy(upstream))
-
-
-def _not_retried(tour: _Tour) -> None:
-    tour.section(
-        "4. A bug is not a transient fault: errors outside on= are raised at once",
-        "@retry(on=ConnectionError, attempts=5)",
-    )
-    upstream = _Upstream(tour, [ValueError("malformed order id")])
-    _outcome(tour, retry(on=ConnectionError, attempts=5, name="api")(upstream))
-
-
-def _deadline(tour: _Tour) -> None:
-    tour.section(
-        "5. A deadline of 0.1 s: no wait crosses it, no attempt starts after it",
-        "@retry(on=ConnectionError, attempts=10, deadline=0.1, wait=wait.constant(0.04))",
-    )
-    upstream = _Upstream(tour, [UpstreamError("timeout")])
-    policy = retry(
-        on=ConnectionError, attempts=10, deadline=0.1, wait=wait.constant(0.04), name="api"
-    )
-    _outcome(tour, policy(upstream))
-
-
-def _budget(tour: _Tour) -> None:
-    tour.section(
-        "6. A retry budget stops a retry storm: 40 calls to a dead upstream, 3 attempts each",
-        "@retry(on=ConnectionError, attempts=3, wait=wait.none(), "
-        "budget=RetryBudget(ratio=0.1, min_per_second=0.5))",
-    )
-    upstream = _Upstream(tour, [UpstreamError("down")], label="")
-    tour.out.write("   (rows for the 40 calls are summarised below)\n")
-    decided: list[Event] = []
-    configure(observers=[decided.append])
-    budget = RetryBudget(ratio=0.1, min_per_second=0.5, window=10)
-    policy = retry(on=ConnectionError, attempts=3, wait=wait.none(), budget=budget, name="api")
-    call = policy(upstream)
-    upstream.tour = _Tour(io.StringIO())
-    for _ in range(40):
-        with contextlib.suppress(ConnectionError):
-            call()
-    configure(observers=[tour.observe])
-    retried = sum(isinstance(event, RetryScheduled) for event in decided)
-    refused = sum(getattr(event, "reason", None) == "budget" for event in decided)
-    tour.row("upstream", f"{upstream.calls} attempts in all (80 retries without a budget)")
-    tour.row(
-        "resilient", f"{retried} retries allowed; {refused} calls gave up as the budget ran out"
-    )
-
-
-async def _concurrent(tour: _Tour) -> None:
-    tour.section(
-        "7. Async: five concurrent calls through one decorated coroutine, each with its own count",
-        "@retry(on=ConnectionError, attempts=4, wait=wait.constant(0.01)) async def fetch(n)",
-    )
-    attempts: dict[int, int] = {}
-
-    @retry(on=ConnectionError, attempts=4, wait=wait.constant(0.01))
-    async def fetch(n: int) -> str:
-        attempts[n] = attempts.get(n, 0) + 1
-        await asyncio.sleep(0)
-        if attempts[n] <= n % 4:
-            raise UpstreamError(f"call {n} dropped")
-        return f"call {n} ok"
-
-    results = await asyncio.gather(*(fetch(n) for n in range(5)), return_exceptions=True)
-    for n, result in enumerate(results):
-        tour.row("caller", f"{result!s} after {attempts[n]} attempts")
-
-
-def demo(out: TextIO) -> None:
-    """Run the scripted tour, printing every decision as it is made."""
-    tour = _Tour(out)
-    out.write(
-        "resilient demo: a scripted tour against a simulated flaky upstream "
-        "(embedded defaults: no network, no Redis)\n"
-    )
-    saved = DEFAULTS.observers
-    configure(observers=[tour.observe])
+        from .backends.redis import RedisBackend  # noqa: PLC0415
+    except ImportError:
+        raise CommandError(
+            Exit.USAGE, "--redis needs redis-py: pip install 'resilient[redis]'"
+        ) from None
     try:
-        _transient(tour)
-        _retry_after(tour)
-        _exhausted(tour)
-        _not_retried(tour)
-        _deadline(tour)
-        _budget(tour)
-        asyncio.run(_concurrent(tour))
+        probe = redis.Redis.from_url(
+            url,
+            socket_timeout=PING_TIMEOUT,
+            socket_connect_timeout=PING_TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+        )
+    except ValueError as error:  # a port that is not a number, an unknown option
+        raise CommandError(Exit.USAGE, f"--redis {shown(url)!r}: {error}") from None
+    try:
+        probe.ping()
+    except redis.RedisError as error:
+        raise CommandError(
+            Exit.UNREACHABLE, f"cannot reach Redis at {shown(url)}: {error}"
+        ) from None
     finally:
-        reset_defaults()
-        configure(observers=saved)
-    out.write("\nEvery decision above was reported to an observer; see docs/observability.md.\n")
+        probe.close()
+    return RedisBackend.from_url(url)
+
+
+def _namespace(value: str) -> str:
+    try:
+        return check_namespace(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _processes(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_PROCESSES:
+        raise argparse.ArgumentTypeError(
+            f"--processes {value!r} must be a whole number from 1 to {MAX_PROCESSES}"
+        )
+    return count
+
+
+def _global_options(parser: argparse.ArgumentParser, *, given_only: bool) -> None:
+    """Add the options of every command; *given_only* leaves them unset when not given.
+
+    The main parser gets them with their defaults and each command's parser without any, so
+    that an option given after the command's name is not overwritten by its default.
+    """
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if given_only else value
+
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        default=default(None),
+        help="the Redis to work on: redis://HOST:PORT/DB, rediss://... or unix://PATH",
+    )
+    parser.add_argument(
+        "--namespace",
+        metavar="NS",
+        type=_namespace,
+        default=default(None),
+        help="the prefix of every key (default: resilient; the demo: resilient-demo)",
+    )
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from . import _demo, _demo_fleet  # noqa: PLC0415 - only the demo needs them
+
+    if args.worker:
+        return _demo_fleet.work(sys.stdin, sys.stdout, open_redis)
+    if args.redis is None:
+        if args.processes is not None:
+            raise CommandError(
+                Exit.USAGE, "--processes needs --redis URL: processes share state through Redis"
+            )
+        _demo.tour(sys.stdout)
+        return Exit.OK
+    prefix = args.namespace or "resilient-demo"
+    namespace = _demo_fleet.run_namespace(prefix)
+    try:
+        check_namespace(namespace)
+    except ValueError:
+        raise CommandError(
+            Exit.USAGE, f"--namespace {prefix!r} is too long for the demo: 57 characters at most"
+        ) from None
+    backend = open_redis(args.redis)
+    backend.close()  # the workers make their own; this one only proved the server answers
+    return _demo_fleet.fleet(sys.stdout, args.redis, namespace, args.processes or 4)
+
+
+def _prog() -> str:
+    """Return the name the user typed: ``python -m resilient`` or the console script's."""
+    invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "python -m resilient" if invoked in ("", "__main__.py", "-c") else invoked
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=_prog(), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    _global_options(parser, given_only=False)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo = commands.add_parser(
+        "demo",
+        help="a tour of every capability, live; with --redis, across processes",
+        description="A tour of every capability against a simulated flaky upstream, as a "
+        "live table and a summary. Without --redis it runs in this process, with no network; "
+        "with --redis URL, --processes N workers share that Redis.",
+    )
+    _global_options(demo, given_only=True)
+    demo.add_argument(
+        "--processes",
+        metavar="N",
+        type=_processes,
+        help=f"with --redis: worker processes sharing it (default 4, at most {MAX_PROCESSES})",
+    )
+    demo.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    demo.set_defaults(run=_run_demo)
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line and return the exit status."""
-    parser = argparse.ArgumentParser(prog="python -m resilient", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("demo", help="a scripted tour of what the library decides")
+    """Run the command line and return the exit status (see the table of exit codes)."""
+    parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        demo(sys.stdout)
-    return 0
+    try:
+        return int(args.run(args))
+    except CommandError as error:
+        sys.stderr.write(f"{parser.prog}: error: {error.message}\n")
+        return error.code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{parser.prog}: interrupted\n")
+        return Exit.INTERRUPTED
