@@ -28,21 +28,36 @@
 #   them (outermost first) and returns what about that stack cannot work, each problem issued
 #   as a CompositionWarning pointing at the decorator's line. Every pair of stacked layers is
 #   seen once, by the outer one, when it is applied. A check only reads the layers' policies.
+# - Tracing: a configured observer with a `call_spans` attribute that is not None (the
+#   OpenTelemetry observer's, by default) asks for a span around every decorated call; the
+#   first such observer is kept in `_spans` whenever the defaults change (an `on_change`
+#   listener). Every wrapper reads `_spans` once per call: while it is None (always, unless
+#   such an observer is configured) the call goes on as if there were no tracing, in the same
+#   frame on the plain function path and through one more sync frame on wrapt's path (a C
+#   wrapper cannot test a flag). Otherwise `_spans(site)` returns the context manager the call
+#   runs in, so that the layers' events land on its span, or None for no span this time (no
+#   tracing SDK installed yet). An async call's span opens when its coroutine starts and
+#   closes when it ends. Tracing never changes what a call returns or raises.
 from __future__ import annotations
 
 import functools
 import inspect
+import types
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 import attrs
 import wrapt
 
+from ._config import DEFAULTS, on_change
 from .exceptions import CompositionWarning
 
 __all__ = [
     "Call",
+    "CallSite",
+    "CallSpans",
     "Decorator",
     "Layer",
     "Target",
@@ -68,6 +83,38 @@ class Target:
     is_async: bool
     name: str
     function: Callable[..., Any]
+
+
+@attrs.frozen(eq=False)  # compared and hashed by identity: one per decorated function
+class CallSite:
+    """A decorated function as a whole: what fusing another layer, and tracing a call, need."""
+
+    target: Target
+    layers: tuple[Layer, ...]  # outermost first
+    decorators: tuple[str, ...]  # the decorators' names, outermost first: "retry", "cached"...
+
+
+CallSpans = Callable[[CallSite], AbstractContextManager[object] | None]
+"""An observer's ``call_spans``: given a call's site, the context manager to run it in, or None."""
+
+_spans: CallSpans | None = None  # the configured observer's `call_spans`, if any: see the rules
+
+
+def _find_spans() -> None:
+    global _spans  # noqa: PLW0603 - the one flag every wrapper reads, kept in step with DEFAULTS
+    found = (getattr(observer, "call_spans", None) for observer in DEFAULTS.observers)
+    _spans = next((spans for spans in found if spans is not None), None)
+
+
+on_change(_find_spans)
+
+
+async def _in_span(
+    span: AbstractContextManager[object], start: Callable[[], Awaitable[Any]]
+) -> Any:
+    """Await the call *start* begins, inside *span* (an async call's span lasts while it runs)."""
+    with span:
+        return await start()
 
 
 class Layer(Protocol):
@@ -96,41 +143,77 @@ class Wrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]  # its generics 
     """The one wrapper around a decorated function, holding its layers and their steps."""
 
     def __init__(
-        self, wrapped: Any, layers: tuple[Layer, ...], call: Call, steps: tuple[Call, ...]
+        self,
+        wrapped: Any,
+        layers: tuple[Layer, ...],
+        call: Call,
+        steps: tuple[Call, ...],
+        decorators: tuple[str, ...] = (),
     ) -> None:
+        site = CallSite(_target(wrapped, "resilient"), layers, decorators)
+        is_async = site.target.is_async
+
+        def entry(
+            wrapped: Callable[..., Any],
+            instance: Any,
+            args: tuple[Any, ...],
+            kwargs: dict[str, Any],
+        ) -> Any:
+            spans = _spans
+            if spans is None or (span := spans(site)) is None:
+                return call(wrapped, instance, args, kwargs)
+            if is_async:
+                return _in_span(span, functools.partial(call, wrapped, instance, args, kwargs))
+            with span:
+                return call(wrapped, instance, args, kwargs)
+
         # the base initialiser takes the binding name, which FunctionWrapper would compute
         super(wrapt.FunctionWrapper, self).__init__(  # type: ignore[call-arg]  # see module note
-            wrapped, None, call, None, _BINDING
+            wrapped, None, entry, None, _BINDING
         )
-        self._self_layers = layers
+        self._self_site = site
         self._self_steps = steps
 
 
-_LAYERS = "__resilient_layers__"  # where a plain wrapper function keeps its layers
+_SITE = "__resilient_site__"  # where a plain wrapper function keeps its CallSite
+
+
+def _site_of(function: object) -> CallSite | None:
+    if isinstance(function, Wrapper):
+        site: CallSite = function._self_site
+        return site
+    if inspect.isfunction(function) and function.__code__ is _PLAIN_CODE:
+        # only our own plain wrapper: functools.wraps copies its site into a foreign decorator's
+        # wrapper written over it, which must stay a function of its own
+        found: CallSite = function.__dict__[_SITE]
+        return found
+    return None
 
 
 def layers_of(function: object) -> tuple[Layer, ...]:
     """Return the `resilient` layers applied to *function*, outermost first."""
-    if isinstance(function, Wrapper):
-        layers: tuple[Layer, ...] = function._self_layers
-        return layers
-    if inspect.isfunction(function):
-        found: tuple[Layer, ...] = function.__dict__.get(_LAYERS, ())
-        return found
-    return ()
+    site = _site_of(function)
+    return () if site is None else site.layers
 
 
-def _plain_wrapper(
-    function: Callable[..., Any], layers: tuple[Layer, ...], call: Call
-) -> Callable[..., Any]:
+def _plain_wrapper(function: Callable[..., Any], site: CallSite, call: Call) -> Callable[..., Any]:
     """Return a plain function that runs *call* around *function* (see the module's rules)."""
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return call(function, None, args, kwargs)
+        spans = _spans
+        if spans is None or (span := spans(site)) is None:
+            return call(function, None, args, kwargs)
+        with span:
+            return call(function, None, args, kwargs)
 
     functools.update_wrapper(wrapper, function)
-    setattr(wrapper, _LAYERS, layers)
+    setattr(wrapper, _SITE, site)
     return wrapper
+
+
+_PLAIN_CODE = next(
+    const for const in _plain_wrapper.__code__.co_consts if isinstance(const, types.CodeType)
+)
 
 
 def _target(function: Callable[..., Any], decorator: str) -> Target:
@@ -158,8 +241,9 @@ class Decorator:
 
     def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
         """Decorate *function*; stacked `resilient` decorators fuse into one wrapper."""
-        inner_layers = layers_of(function)
-        if inner_layers:
+        inner = _site_of(function)
+        inner_layers = () if inner is None else inner.layers
+        if inner is not None:
             function = function.__wrapped__  # type: ignore[attr-defined]  # our wrapper has it
         target = _target(function, self.name)
         check: Callable[[tuple[Layer, ...], Target], Iterable[str]] | None = getattr(
@@ -169,6 +253,7 @@ class Decorator:
             for problem in check(inner_layers, target):
                 warnings.warn(problem, CompositionWarning, stacklevel=2)
         layers = (self.layer, *inner_layers)
+        decorators = (self.name.removeprefix("@"), *(() if inner is None else inner.decorators))
         call: Call = call_function
         steps: list[Call] = []
         wrapper_type = Wrapper
@@ -177,8 +262,11 @@ class Decorator:
             steps.append(call)
             wrapper_type = getattr(layer, "wrapper_type", wrapper_type)
         if wrapper_type is Wrapper and not target.is_async and inspect.isfunction(function):
-            return cast("Callable[P, R]", _plain_wrapper(function, layers, call))
-        return cast("Callable[P, R]", wrapper_type(function, layers, call, tuple(steps)))
+            site = CallSite(target, layers, decorators)
+            return cast("Callable[P, R]", _plain_wrapper(function, site, call))
+        return cast(
+            "Callable[P, R]", wrapper_type(function, layers, call, tuple(steps), decorators)
+        )
 
 
 def resolve_policy(

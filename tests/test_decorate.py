@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -379,6 +380,37 @@ def test_stacked_retries_nest_with_outer_seeing_inner_final_error() -> None:
     assert len(notes) == 2
     assert notes[0].startswith("resilient.retry(inner): gave up after 3 attempts")
     assert notes[1].startswith("resilient.retry(outer): gave up after 2 attempts")
+
+
+def test_a_plain_decorator_between_two_of_ours_runs_and_is_not_fused_over() -> None:
+    """A functools.wraps decorator between two retries stays a layer of its own, run each attempt.
+
+    Its wrapper carries a copy of ours's attributes; the outer retry must still wrap it rather
+    than take it for our wrapper and run the inner layers without it.
+    """
+    logged: list[str] = []
+    calls: list[int] = []
+
+    def log(function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def logging(*args: Any, **kwargs: Any) -> Any:
+            logged.append(function.__name__)
+            return function(*args, **kwargs)
+
+        return logging
+
+    @retry(on=ConnectionError, attempts=3, wait=wait.none(), name="outer")
+    @log
+    @retry(on=ConnectionError, attempts=3, wait=wait.none(), name="inner")
+    def always_down() -> None:
+        calls.append(1)
+        raise ConnectionError
+
+    with pytest.raises(ConnectionError):
+        always_down()
+
+    assert len(calls) == 9
+    assert logged == ["always_down"] * 3
 
 
 def test_stacked_retries_apply_their_own_on_in_the_right_order() -> None:

@@ -4,6 +4,8 @@
 # nothing; the cache is filled under a lock (each instrument is created once) and read without one.
 # The names, units and attributes made here are public API; `metric_specs` is the one place that
 # derives them from an event class, and the docs' catalogue is checked against it.
+# The span of each decorated call is made in _otel_spans.py, through the observer's `call_spans`,
+# which the decorators look for among the configured observers (see _decorate.py).
 from __future__ import annotations
 
 import inspect
@@ -18,7 +20,9 @@ from ..events import Event
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Counter, Histogram, Meter
-    from opentelemetry.trace import Span
+    from opentelemetry.trace import Span, TracerProvider
+
+    from ._otel_spans import CallSpans
 
 __all__ = ["DURATION_BUCKETS", "MetricSpec", "OpenTelemetryObserver", "metric_specs"]
 
@@ -106,7 +110,7 @@ def _histogram(meter: Meter, spec: MetricSpec) -> Histogram:
 
 
 class OpenTelemetryObserver:
-    """Record every event as OpenTelemetry metrics, and as a span event on the current span.
+    """Record every event as OpenTelemetry metrics and span events, and trace decorated calls.
 
     For an event of kind *k* the observer adds 1 to the counter ``resilient.<k>`` and records
     each duration field *f* in the histogram ``resilient.<k>.<f>`` (seconds), both with the
@@ -114,6 +118,11 @@ class OpenTelemetryObserver:
     outcome; never keys, arguments or users). When the current span is recording, it also adds
     the span event ``resilient.<k>`` with those attributes plus the event's numeric fields
     (attempt number, delay...).
+
+    Once configured (:func:`resilient.configure`), and unless *spans* is false, it also runs
+    every call of a decorated function in a span of its own, named after the function: the
+    events of the call become that span's events, and an exception the call raises is recorded
+    on it with the status ``ERROR``. The first configured observer that traces calls does so.
 
     Only ``opentelemetry-api`` is used: metrics and spans go wherever the application's SDK
     sends them, and nowhere until it installs one. Instruments are created on the first event of
@@ -123,14 +132,24 @@ class OpenTelemetryObserver:
         meter: The meter to create instruments with; by default
             ``opentelemetry.metrics.get_meter("resilient", <version>)`` from the global meter
             provider (a provider installed after this observer is built is still picked up).
+        tracer_provider: Where the spans of decorated calls come from; by default the global
+            tracer provider (likewise picked up when installed later).
+        spans: Whether to trace decorated calls; with ``False`` the observer only records
+            metrics and adds span events to the spans of others.
 
     Raises:
         ImportError: If opentelemetry-api is not installed.
     """
 
-    __slots__ = ("_current_span", "_instruments", "_lock", "meter")
+    __slots__ = ("_current_span", "_instruments", "_lock", "call_spans", "meter")
 
-    def __init__(self, meter: Meter | None = None) -> None:
+    def __init__(
+        self,
+        meter: Meter | None = None,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        spans: bool = True,
+    ) -> None:
         try:
             from opentelemetry import metrics, trace  # noqa: PLC0415 - an optional extra
         except ImportError as exc:
@@ -138,7 +157,10 @@ class OpenTelemetryObserver:
                 "OpenTelemetryObserver needs opentelemetry-api, an optional extra: "
                 "pip install 'resilient[otel]'"
             ) from exc
+        from ._otel_spans import CallSpans  # noqa: PLC0415 - it imports opentelemetry
+
         self.meter = metrics.get_meter("resilient", __version__) if meter is None else meter
+        self.call_spans: CallSpans | None = CallSpans(tracer_provider) if spans else None
         self._current_span: Callable[[], Span] = trace.get_current_span
         self._instruments: dict[type[Event], _KindInstruments] = {}
         self._lock = threading.Lock()
@@ -184,4 +206,5 @@ class OpenTelemetryObserver:
             return instruments
 
     def __repr__(self) -> str:
-        return f"OpenTelemetryObserver(meter={self.meter!r})"
+        spans = self.call_spans is not None
+        return f"OpenTelemetryObserver(meter={self.meter!r}, spans={spans})"
