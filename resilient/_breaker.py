@@ -56,7 +56,15 @@ from .events import (
 from .exceptions import CircuitOpenError
 from .typing import Backend, ExceptionPredicate, ExceptionTypes, ResultPredicate
 
-__all__ = ["Breaker", "BreakerOptions", "breaker", "reset_breakers"]
+__all__ = [
+    "Breaker",
+    "BreakerOptions",
+    "breaker",
+    "live_breaker",
+    "live_breakers",
+    "report_transition",
+    "reset_breakers",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -141,6 +149,10 @@ class Breaker:
         link = self._link
         if link is not None:
             run_sync(link.refreshing(), link.backend())
+        return self._snapshot()
+
+    def _snapshot(self) -> BreakerStats:
+        """Return a snapshot of this process's view as it is, without asking the backend."""
         now = self._now()
         with self._lock:
             transition = self._core.tick(now)
@@ -270,19 +282,7 @@ class Breaker:
             self._report(transition._replace(time=transition.time - link.offset))
 
     def _report(self, transition: Transition) -> None:
-        if not DEFAULTS.observers:
-            return
-        event = _EVENTS[transition.target](
-            policy=self.name,
-            time=transition.time,
-            from_state=transition.source.value,
-            to_state=transition.target.value,
-            reason=transition.reason,
-            failure_rate=transition.failure_rate,
-            slow_call_rate=transition.slow_call_rate,
-            open_for=transition.open_for,
-        )
-        emit(DEFAULTS, event)
+        report_transition(self.name, transition)
 
     # blocks ------------------------------------------------------------------------------------
 
@@ -449,6 +449,23 @@ def _closed_fast_path(guard: _Guard) -> Call:
     return closed
 
 
+def report_transition(name: str, transition: Transition) -> None:
+    """Tell the observers that the breaker *name* made *transition*."""
+    if not DEFAULTS.observers:
+        return
+    event = _EVENTS[transition.target](
+        policy=name,
+        time=transition.time,
+        from_state=transition.source.value,
+        to_state=transition.target.value,
+        reason=transition.reason,
+        failure_rate=transition.failure_rate,
+        slow_call_rate=transition.slow_call_rate,
+        open_for=transition.open_for,
+    )
+    emit(DEFAULTS, event)
+
+
 class _Registry:
     """Every live breaker by name, and the most recently asked-for ones kept alive.
 
@@ -487,6 +504,11 @@ class _Registry:
             if len(recent) > _RECENT:
                 recent.popitem(last=False)
             return found
+
+    def find(self, name: str) -> Breaker | None:
+        """Return the live breaker named *name*, if there is one (never making one)."""
+        with self._lock:
+            return self._live.get(name)
 
     def live(self) -> list[Breaker]:
         """Return every breaker alive now."""
@@ -542,6 +564,16 @@ def breaker(
         example = 'breaker("payments-api", failure_rate=0.5)'
         resolved = resolve_policy("breaker", BreakerPolicy, policy, options, example)
     return _REGISTRY.get(name, resolved)
+
+
+def live_breaker(name: str) -> Breaker | None:
+    """Return this process's breaker named *name*, if it has one (never making one)."""
+    return _REGISTRY.find(name)
+
+
+def live_breakers() -> list[Breaker]:
+    """Return every breaker alive in this process."""
+    return _REGISTRY.live()
 
 
 def _forked() -> None:

@@ -2,11 +2,12 @@
 # it and the state the backend keeps.
 #
 # Rules:
-# - The backend keeps the breaker's whole state (`BreakerCore.to_data`) under a version; it
-#   changes only by compare-and-set (`set_versioned`), so every change is linearizable: of two
-#   processes that read one version, one stores the next and the other applies its own
-#   exchange again on top of it. The rules are the core's, applied by whichever process writes;
-#   every time that decides a transition is the store's clock (the Redis server's TIME).
+# - The backend keeps the breaker's whole state (`BreakerCore.to_data`, with the breaker's name
+#   for operators' tools) under a version; it changes only by compare-and-set (`set_versioned`),
+#   so every change is linearizable: of two processes that read one version, one stores the
+#   next and the other applies its own exchange again on top of it. The rules are the core's,
+#   applied by whichever process writes; every time that decides a transition is the store's
+#   clock (the Redis server's TIME).
 # - Each process keeps a replica: the last stored state, plus what its own calls did since
 #   (their closed outcomes, in order, in the replica's journal). Closed calls are admitted and
 #   counted against the replica with no round trip. The journal goes to the backend with the
@@ -33,22 +34,24 @@ import hashlib
 import math
 import uuid
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ._config import DEFAULTS
 from ._core.breaker import Admission, BreakerCore, BreakerState, Exchange, Permit, Transition
 from ._drive import Join, Op, backend_failed
 from ._signal import Signal
 from .backends._types import Versioned
+from .exceptions import BackendUnavailableError
 
 if TYPE_CHECKING:
     from ._breaker import Breaker
 
-__all__ = ["Link"]
+__all__ = ["Acted", "Link", "acting_on_stored", "state_key", "stored_state"]
 
 _COOL_DOWN: Final = 1.0  # seconds on the replica alone before trying a failed backend again
 _STATE_TTL: Final = 7 * 86_400.0  # a shared breaker unused for a week is forgotten
 _CONFLICTS: Final = 8  # compare-and-set attempts in one sync before leaving it to the next
+_HAND_CONFLICTS: Final = 100  # compare-and-set attempts of a manual action before giving up
 
 Steps = Generator[object, Any, Any]
 
@@ -80,8 +83,7 @@ class Link:
 
     def __init__(self, breaker: Breaker) -> None:
         self.breaker = breaker
-        digest = hashlib.blake2b(breaker.name.encode(), digest_size=16).hexdigest()
-        self.stem = f":breaker:{{{digest}}}"
+        self.stem = _stem(breaker.name)
         self.base: Versioned | None = None  # the last stored state this process knows of
         self.offset = 0.0  # the store's clock minus this process's clock
         self.synced_at = -math.inf
@@ -286,7 +288,7 @@ class Link:
             for _ in range(_CONFLICTS):
                 core, sent, seeded = self._stored(base, exchange, knew=knew)
                 transitions, answer = core.apply(sent, now)
-                data = core.to_data(now)
+                data = {**core.to_data(now), "name": self.breaker.name}
                 if not seeded and base.version and data == base.value:
                     written = base  # nothing changed: adopt what is stored
                     break
@@ -392,6 +394,71 @@ class Link:
         if first:
             backend_failed(breaker.name, backend, "breaker", error)
         return answer
+
+
+def _stem(name: str) -> str:
+    """Return where the breaker *name* keeps its state, after the namespace."""
+    return f":breaker:{{{hashlib.blake2b(name.encode(), digest_size=16).hexdigest()}}}"
+
+
+def state_key(namespace: str, name: str) -> str:
+    """Return the key under which the shared breaker *name* keeps its state in *namespace*."""
+    return namespace + _stem(name)
+
+
+def stored_state(stored: Versioned) -> tuple[str, BreakerCore] | None:
+    """Return the name and the state of the shared breaker *stored* holds, if it holds one.
+
+    The state is read under the settings it shows (`BreakerCore.stored_policy`), for a
+    process that has not the breaker's own; None for nothing stored, or nothing readable.
+    """
+    data = stored.value
+    if not isinstance(data, dict) or not isinstance(name := data.get("name"), str):
+        return None
+    try:
+        return name, BreakerCore.from_data(BreakerCore.stored_policy(data), data)
+    except ValueError:
+        return None
+
+
+class Acted(NamedTuple):
+    """A manual action made on a stored state: whose, the state it left, and when."""
+
+    name: str
+    state: BreakerCore
+    transitions: list[Transition]
+    time: float  # on the store's clock
+
+
+def acting_on_stored(backend: Any, key: str, action: str) -> Steps:
+    """Make the manual *action* on the state *backend* keeps at *key*, without the breaker.
+
+    Read, act, and compare-and-set, again on a conflict: the same rules as a sync, applied by
+    an operator's process. Returns an :class:`Acted`, or None when *key* holds no state.
+    """
+    stored = yield Op("get_versioned", (key,), {}, backend)
+    for _ in range(_HAND_CONFLICTS):
+        found = stored_state(stored)
+        if found is None:
+            return None
+        name, state = found
+        now = stored.time
+        made = [state.tick(now), state.act(action, now)]
+        written = yield Op(
+            "set_versioned",
+            (key, {**state.to_data(now), "name": name}),
+            {"version": stored.version, "ttl": _STATE_TTL, "writer": uuid.uuid4().hex},
+            backend,
+        )
+        if written.stored:
+            changes = [each for each in made if each is not None and each.source is not each.target]
+            return Acted(name, state, changes, now)
+        stored = written
+    raise BackendUnavailableError(
+        f"breaker state at {key!r}: {_HAND_CONFLICTS} other writes came first; try again",
+        backend=str(getattr(backend, "name", type(backend).__name__)),
+        operation="set_versioned",
+    )
 
 
 def _sends(exchange: Exchange) -> bool:

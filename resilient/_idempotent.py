@@ -69,7 +69,7 @@ from .exceptions import (
     IdempotentFailureError,
 )
 
-__all__ = ["IdempotencyOptions", "idempotent"]
+__all__ = ["IdempotencyOptions", "idempotent", "records_prefix", "record_of_key"]
 
 
 class IdempotencyOptions(TypedDict, total=False):
@@ -110,7 +110,7 @@ class _Idempotent:
         self.name = name
         self.inner = inner
         self._lease = LockPolicy(ttl=policy.lease_ttl, renew=True, backend=policy.backend)
-        self._stem = f":idempotent:{name.replace('{', '(').replace('}', ')')}:"
+        self._stem = records_prefix("", name)
         self._local: LruStore | None = None
         if policy.local_ttl is not None:
             self._local = LruStore(policy.local_maxsize)
@@ -315,6 +315,28 @@ class _Idempotent:
     def _emit(self, kind: Callable[..., Event], **fields: object) -> None:
         if DEFAULTS.observers:
             emit(DEFAULTS, kind(policy=self.name, time=DEFAULTS.clock.monotonic(), **fields))
+
+
+def records_prefix(namespace: str, name: str | None = None) -> str:
+    """Return the start of every key of the records of *name* (of every function, for None).
+
+    A record's key is ``{namespace}:idempotent:{name}:{{digest}}``, the digest naming the
+    principal and the idempotency key; braces in the name become parentheses, so that the
+    digest is the key's one hash tag.
+    """
+    stem = f"{namespace}:idempotent:"
+    return stem if name is None else f"{stem}{name.replace('{', '(').replace('}', ')')}:"
+
+
+def record_of_key(namespace: str, key: str) -> tuple[str, str] | None:
+    """Return the function's name and the digest a record's *key* is made of, if it is one."""
+    prefix = records_prefix(namespace)
+    if not key.startswith(prefix):
+        return None
+    name, separator, tag = key[len(prefix) :].rpartition(":{")
+    if not separator or not name or not tag.endswith("}"):
+        return None
+    return name, tag[:-1]
 
 
 def _unavailable(name: str, backend: object, operation: str, error: Exception) -> Exception:

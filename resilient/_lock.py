@@ -4,6 +4,10 @@
 # - A lease is taken with one `lock` primitive (one round trip on Redis) under a fresh owner id
 #   of 128 random bits, and given back with one token-checked `unlock`. A holder whose lease
 #   expired can never release or extend someone else's.
+# - The owner id also names the holding process and the lock (`random~host:pid~name`), so that
+#   an operator's tool can list held locks by name (`resilient.admin`) from the keys alone:
+#   the backend stores the owner as it stores any, with no write of its own. Its release by
+#   force is the same token-checked `unlock`, which the holder then learns of as a loss.
 # - An outcome that may be ambiguous (the command may have run, but its reply was lost) is
 #   resolved by ownership, never assumed: redis-py sends a command again after a connection
 #   error, and `lock` answers a request it already granted with the token it holds; an attempt
@@ -24,6 +28,7 @@ import logging
 import math
 import os
 import secrets
+import socket
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -53,7 +58,7 @@ from .events import (
 )
 from .exceptions import BackendUnavailableError, LockLostError, LockNotAcquiredError
 
-__all__ = ["Lease", "Lock", "LockOptions", "LockPolicy", "lock"]
+__all__ = ["Lease", "Lock", "LockOptions", "LockPolicy", "lock", "lock_key", "owner_id", "owner_of"]
 
 _logger = logging.getLogger("resilient")
 
@@ -207,6 +212,35 @@ class Lease:
             raise LockLostError(self.name, self.token)
 
 
+def _stem(name: str) -> str:
+    """Return where the lock *name* lives, after the namespace."""
+    return f":lock:{{{hashlib.blake2b(name.encode(), digest_size=16).hexdigest()}}}"
+
+
+def lock_key(namespace: str, name: str) -> str:
+    """Return the backend key of the lock *name* in *namespace*."""
+    return namespace + _stem(name)
+
+
+_HOST = socket.gethostname()
+
+
+def owner_id(name: str) -> str:
+    """Return a new owner id for a lease of the lock *name*: ``random~host:pid~name``."""
+    return f"{secrets.token_hex(16)}~{_HOST}:{os.getpid()}~{name}"
+
+
+def owner_of(owner: str) -> tuple[str, str] | None:
+    """Return the holding process (``host:pid``) and the lock's name an owner id names.
+
+    None for an owner id that names none (one the library's locks did not make).
+    """
+    parts = owner.split("~", 2)
+    if len(parts) != 3 or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
 class _HeldEvent(Protocol):
     """An event class about a lease held for *held* seconds (a renewal, a loss)."""
 
@@ -238,7 +272,7 @@ class Lock:
         self.name = name
         self.policy = policy
         if stem is None:  # where the lock lives, after the namespace
-            stem = f":lock:{{{hashlib.blake2b(name.encode(), digest_size=16).hexdigest()}}}"
+            stem = _stem(name)
         self._stem = stem
 
     def __repr__(self) -> str:
@@ -326,7 +360,7 @@ class Lock:
     # procedures ------------------------------------------------------------------------------
 
     def _acquiring(self) -> Procedure:
-        key, ttl, owner = self._key(), self.policy.ttl, secrets.token_hex(16)
+        key, ttl, owner = self._key(), self.policy.ttl, owner_id(self.name)
         clock = DEFAULTS.clock
         start = clock.monotonic()
         timeout = self.policy.timeout

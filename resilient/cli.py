@@ -5,6 +5,21 @@ Commands:
               live table with a summary. In this process on the embedded defaults (no
               network, no Redis); with --redis URL, the same kinds of decisions made
               together by --processes N worker processes sharing one Redis.
+  status      The breakers, locks, idempotency records and caches kept on a Redis, as
+              tables (--json: one JSON document for scripts).
+  breaker open|close|reset|disable NAME
+              Force a shared breaker open, close it, reset its counts, or disable it.
+  lock release NAME --token N
+              Release the lease of a lock whose fencing token is N (as status shows it),
+              for a holder that hangs; a lease taken since is never released.
+  idempotency list [--state STATE] [--name NAME]
+  idempotency purge --state STATE [--name NAME]
+              List, or delete, the records of idempotency keys (completed, failed,
+              unreadable; a call in progress is never purged).
+  cache purge --tag TAG [--tag TAG ...]
+              Drop every cached value stored under any of the tags.
+  The operators' commands (all but demo) need --redis: they run in a process of their own,
+  which cannot see an application's memory backend. Each takes --json.
 
 Options of every command (before or after its name):
   --redis URL       The Redis to work on: redis://HOST:PORT/DB, rediss://... (TLS) or
@@ -15,14 +30,19 @@ Options of every command (before or after its name):
 
 Exit codes:
   0    success
-  1    the command failed: a demo worker failed, or an unexpected error (with a traceback)
+  1    the command failed: a demo worker failed, Redis refused a command (an ACL without
+       +scan), or an unexpected error (with a traceback)
   2    usage: an unknown command or option, a bad value (a URL that is not a Redis URL, a
-       namespace with other characters than letters, digits, '_', '.' and '-'), or an
-       option this install cannot serve (--redis without redis-py)
+       namespace with other characters than letters, digits, '_', '.' and '-'), an
+       operators' command without --redis, lock release without --token, purging calls
+       in progress, or an option this install cannot serve (--redis without redis-py)
   3    backend unreachable: Redis refused the connection, did not answer in time, or
        refused the credentials, at the first ping or later
-  4    unknown name: the breaker, lock, ... that a command names does not exist
+  4    unknown name: no breaker of that name, no lock of that name held (or held with
+       another fencing token than --token)
   130  interrupted (Ctrl-C)
+
+The reference, with the --json shapes: docs/cli.md.
 """
 
 # Rules of this module:
@@ -30,7 +50,8 @@ Exit codes:
 #   an exit code of the table above: a command raises CommandError, never prints a traceback
 #   for bad input or an unreachable backend.
 # - Nothing heavy is imported until a command runs: redis-py only with --redis (it is an
-#   optional extra), the demo only by `demo`.
+#   optional extra), the demo only by `demo`, the operators' commands (_admin_cli.py) only
+#   by them.
 # - `open_redis` is the one way a command gets its backend from --redis.
 from __future__ import annotations
 
@@ -39,10 +60,11 @@ import enum
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 from ._config import check_namespace
+from ._core.idempotency import RecordState
 
 if TYPE_CHECKING:
     from .backends.redis import RedisBackend
@@ -197,6 +219,21 @@ def _run_demo(args: argparse.Namespace) -> int:
     return _demo_fleet.fleet(sys.stdout, args.redis, namespace, args.processes or 4)
 
 
+def _run_admin(args: argparse.Namespace) -> int:
+    from . import _admin_cli  # noqa: PLC0415 - only the operators' commands need it
+
+    return _admin_cli.run(args)
+
+
+def _token(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--token {value!r} must be the fencing token (a whole number) that status shows"
+        ) from None
+
+
 def _prog() -> str:
     """Return the name the user typed: ``python -m resilient`` or the console script's."""
     invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
@@ -225,6 +262,120 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     demo.set_defaults(run=_run_demo)
+    _admin_parsers(commands)
+    return parser
+
+
+_Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _admin_parsers(commands: _Commands) -> None:
+    """Add the operators' commands: status, breaker, lock, idempotency, cache."""
+    _command(
+        commands,
+        "status",
+        "the breakers, locks, idempotency records and caches on a Redis",
+        "Show the shared breakers (state, failure and slow-call rates, time until half-open), "
+        "the locks held (fencing token, holder, time left), the idempotency records counted "
+        "by state, and the caches, of one namespace on the Redis of --redis.",
+    )
+    breaker = _group(commands, "breaker", "force a shared breaker open, close, reset or disable")
+    for action, summary, description in [
+        (
+            "open",
+            "force it open: every process refuses its calls until it is closed",
+            "Force the shared breaker NAME open: every process refuses its calls, from its "
+            "next sync (within the breaker's sync_interval), until `breaker close` or "
+            "`breaker reset`.",
+        ),
+        (
+            "close",
+            "close it, with an empty window",
+            "Close the shared breaker NAME, whatever its state, with an empty window.",
+        ),
+        (
+            "reset",
+            "close it and forget every count, its rejections included",
+            "Close the shared breaker NAME and forget every count, its rejections included.",
+        ),
+        (
+            "disable",
+            "disable it: every call passes, none is counted, until it is closed",
+            "Disable the shared breaker NAME: every call passes and none is counted, until "
+            "`breaker close` or `breaker reset`.",
+        ),
+    ]:
+        _command(breaker, action, summary, description).add_argument(
+            "name", metavar="NAME", help="the breaker's name"
+        )
+    lock = _group(commands, "lock", "release a lock held by a holder that hangs")
+    release = _command(
+        lock,
+        "release",
+        "release the lease of a lock by its fencing token",
+        "Release the lease of the lock NAME whose fencing token is --token (as status shows "
+        "it). A lease taken since, by a newer holder, has another token and is left alone. "
+        "Without --token, show the lease held now and release nothing.",
+    )
+    release.add_argument("name", metavar="NAME", help="the lock's name")
+    release.add_argument(
+        "--token", metavar="N", type=_token, help="the fencing token of the lease to release"
+    )
+    records = _group(commands, "idempotency", "list or purge the records of idempotency keys")
+    states = [state.value for state in RecordState]
+    listing = _command(
+        records,
+        "list",
+        "list the records, by function name",
+        "List the records of idempotency keys: function name, state, time left, and the "
+        "digest that stands for the key.",
+    )
+    listing.add_argument("--state", choices=states, help="only the records in this state")
+    purge = _command(
+        records,
+        "purge",
+        "delete the records in one state",
+        "Delete the records in one state: their keys execute again at their next call. "
+        "A call in progress is never purged: its claim ends with the call.",
+    )
+    purge.add_argument("--state", choices=states, required=True, help="the state to purge")
+    for parser in (listing, purge):
+        parser.add_argument("--name", metavar="NAME", help="only the idempotent function NAME")
+    cache = _group(commands, "cache", "drop cached values")
+    _command(
+        cache,
+        "purge",
+        "drop every value stored under any of the tags",
+        "Drop every cached value stored under any of the tags, by any cached function, and "
+        "every process's local copies of them.",
+    ).add_argument(
+        "--tag",
+        metavar="TAG",
+        action="append",
+        required=True,
+        help="a tag, as given to tags= (repeat for more)",
+    )
+
+
+def _group(commands: _Commands, name: str, summary: str) -> _Commands:
+    """Add the command *name*, whose actions are subcommands of their own."""
+    parser = commands.add_parser(
+        name, help=summary, description=f"{summary[0].upper()}{summary[1:]}."
+    )
+    _global_options(parser, given_only=True)
+    return parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+
+def _command(
+    commands: _Commands, name: str, summary: str, description: str
+) -> argparse.ArgumentParser:
+    """Add an operators' command, with the options of every command and --json."""
+    parser = commands.add_parser(name, help=summary, description=description)
+    _global_options(parser, given_only=True)
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON document (shapes: docs/cli.md)"
+    )
+    parser.set_defaults(run=_run_admin)
     return parser
 
 

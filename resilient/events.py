@@ -48,6 +48,7 @@ __all__ = [
     "IdempotencyTakenOver",
     "LockAcquired",
     "LockContended",
+    "LockForceReleased",
     "LockLost",
     "LockReleased",
     "LockRenewed",
@@ -404,6 +405,25 @@ class LockLost(Event):
 
 
 @attrs.frozen(kw_only=True)
+class LockForceReleased(Event):
+    """An operator released a lease held by someone else (``resilient.admin``).
+
+    Reported by the process that released it. Its holder learns of it as a loss: at its next
+    renewal, or when it releases the lease itself.
+
+    Attributes:
+        token: The fencing token of the lease released.
+        holder: The process that held it, as ``host:pid``, if its owner id tells.
+    """
+
+    kind: ClassVar[str] = "lock.force_released"
+    severity: ClassVar[str] = "warning"
+
+    token: int
+    holder: str | None
+
+
+@attrs.frozen(kw_only=True)
 class IdempotencyClaimed(Event):
     """An idempotent call claimed its key (the first call with it) and runs the function."""
 
@@ -677,6 +697,7 @@ def all_event_types() -> tuple[type[Event], ...]:
         LockReleased,
         LockRenewed,
         LockLost,
+        LockForceReleased,
         IdempotencyClaimed,
         IdempotencyReplayed,
         IdempotencyConflicted,

@@ -26,6 +26,7 @@ __all__ = [
     "IdempotentFailureError",
     "LockLostError",
     "LockNotAcquiredError",
+    "NotFoundError",
     "RateLimitedError",
     "ResilientError",
     "SharedFlightError",
@@ -287,10 +288,12 @@ class LockNotAcquiredError(ResilientError):
 
 
 class LockLostError(ResilientError):
-    """A lease ran out while it was held: someone else may have held the lock meanwhile.
+    """A lease was lost while it was held: someone else may have held the lock meanwhile.
 
     Raised when leaving the lock's block; the work done under the lease may have overlapped
-    another holder's, which is what fencing tokens are for.
+    another holder's, which is what fencing tokens are for. A lease is lost when it runs out
+    before it is released, or when an operator releases it by force
+    (:meth:`resilient.admin.Admin.release_lock`).
 
     Attributes:
         name: The lock's name.
@@ -300,11 +303,27 @@ class LockLostError(ResilientError):
     def __init__(self, name: str, token: int) -> None:
         super().__init__(
             f"lock {name!r} was lost while held (fencing token {token}): its lease ran out "
-            "before it was released; use a longer ttl, and check fencing tokens where the work "
-            "lands"
+            "or an operator released it before this holder did; if it ran out, use a longer "
+            "ttl, and check fencing tokens where the work lands"
         )
         self.name = name
         self.token = token
+
+
+class NotFoundError(ResilientError, LookupError):
+    """An operator's control (:mod:`resilient.admin`) found nothing to act on by that name.
+
+    A subclass of :class:`LookupError` too. Nothing was changed.
+
+    Attributes:
+        kind: What was looked for: ``"breaker"`` or ``"lock"``.
+        name: The name it was looked for by.
+    """
+
+    def __init__(self, kind: str, name: str, detail: str) -> None:
+        super().__init__(f"{kind} {name!r} {detail}")
+        self.kind = kind
+        self.name = name
 
 
 class TimeoutError(ResilientError, builtins.TimeoutError):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias, runtime_checkable
 from .events import Event
 
 if TYPE_CHECKING:
-    from .backends import Claim, Fetched, Locked, Throttled, Versioned
+    from .backends import Claim, Fetched, Locked, Peeked, Throttled, Versioned
 
 __all__ = [
     "AsyncBackend",
@@ -21,6 +21,7 @@ __all__ = [
     "Clock",
     "ExceptionPredicate",
     "ExceptionTypes",
+    "Inspector",
     "Observer",
     "ResultPredicate",
     "Subscription",
@@ -319,3 +320,41 @@ class Broadcaster(Protocol):
         or the subscription is being made again), so that it can drop what it derived from
         them. Nothing connects before the first subscription.
         """
+
+
+@runtime_checkable
+class Inspector(Protocol):
+    """Reading what a backend holds without changing it: what operators' tools need.
+
+    Optional: a backend implements it beside :class:`Backend` so that :mod:`resilient.admin`
+    can list and act on what the library stored there (breakers, locks, idempotency
+    records). :class:`resilient.backends.MemoryBackend` and
+    :class:`resilient.backends.RedisBackend` implement it. Neither method may block the
+    store for long: a scan goes in bounded steps (``SCAN`` with ``COUNT`` on Redis, never
+    ``KEYS``).
+    """
+
+    def scan(self, prefix: str, limit: int) -> list[str]:
+        """Return up to *limit* keys that start with *prefix* and hold something, each once.
+
+        A key holds something when it has a value (:meth:`Backend.put`), a versioned value
+        (:meth:`Backend.set_versioned`), a claim or lock, or slots. The keys are those the
+        :class:`Backend` methods were given, whatever the store keeps beside them (Redis
+        keeps a lock in several keys, which the scan lists as one). A key listed may hold
+        nothing by the time it is read; a store that keeps other structures under keys of
+        their own (Redis's indexes) may list those too.
+        """
+
+    async def ascan(self, prefix: str, limit: int) -> list[str]:
+        """Return keys under *prefix* (see :meth:`scan`), from async code."""
+
+    def peek(self, keys: Sequence[str]) -> list[Peeked]:
+        """Return what each of *keys* holds: its value and who holds its claim or lock.
+
+        One :class:`resilient.backends.Peeked` per key, in order. Nothing changes: no claim
+        is taken, no expiry or recency is touched. A value the codec rejects is reported as
+        ``rejected``, never raised.
+        """
+
+    async def apeek(self, keys: Sequence[str]) -> list[Peeked]:
+        """Return what each of *keys* holds (see :meth:`peek`), from async code."""

@@ -80,6 +80,7 @@ PUBLIC_NAMES = [
 
 # The modules users import from, reviewed. Everything else is `_private`.
 PUBLIC_MODULES = [
+    "resilient.admin",
     "resilient.typing",
     "resilient.events",
     "resilient.exceptions",

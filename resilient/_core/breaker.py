@@ -42,7 +42,8 @@
 #   compare-and-set. A process records its closed outcomes, in order, in `journal`; `apply`
 #   replays a process's `Exchange` (those outcomes, its rejections, its probes' reports, a
 #   manual action, a request for a probe's place) onto the stored state. The rules are these
-#   same methods either way: nothing is written twice.
+#   same methods either way: nothing is written twice. `stored_policy` reads back from the data
+#   what reading and acting on it needs, for a tool that has not the breaker's own settings.
 from __future__ import annotations
 
 import enum
@@ -680,7 +681,37 @@ class BreakerCore:
             "in_flight": [[number, *held] for number, held in self.in_flight.items()],
             "rejected": self.rejected,
             "window": [*shape, window.calls, window.failures, window.slow],
+            "slow_threshold": self._slow_threshold,
         }
+
+    @staticmethod
+    def stored_policy(data: object) -> BreakerPolicy:
+        """Return settings under which *data* (from :meth:`to_data`) reads as it was written.
+
+        Its window's kind and size, and its slow-call threshold: enough to read the state and
+        to act on it by hand (:meth:`act`) where the breaker's own settings are unknown (an
+        operator's tool). No probe is ever presumed lost under them (that is for the
+        processes that know ``probe_timeout``). Raises ValueError when *data* is not a state.
+        """
+        try:
+            if not isinstance(data, dict):
+                raise TypeError(type(data).__name__)  # noqa: TRY301 - reported below
+            kind, size = data["window"][:2]
+            threshold = data.get("slow_threshold")
+            if kind not in ("count", "time"):
+                raise ValueError(f"a window of kind {kind!r}")  # noqa: TRY301 - see above
+            window: int | timedelta = int(size) if kind == "count" else timedelta(seconds=size)
+            slow = (
+                {} if threshold is None else {"slow_call_after": 1.0, "slow_call_rate": threshold}
+            )
+            return BreakerPolicy(
+                window=window,
+                minimum_calls=min(10, window) if isinstance(window, int) else 10,
+                probe_timeout=None,
+                **slow,
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as error:
+            raise ValueError(f"not a breaker's state: {error!r}") from error
 
     @classmethod
     def from_data(cls, policy: BreakerPolicy, data: object) -> BreakerCore:

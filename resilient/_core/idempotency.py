@@ -5,11 +5,14 @@
 # - A record is the tuple (fingerprint, ok, payload): the fingerprint of the call that made
 #   it, whether it returned, and its value, or (error type, text) when it raised. Anything
 #   else read back is not a record this library wrote, and is never returned.
+# - What a key holds says where its call is (`record_state`): a record says it completed or
+#   failed, a claim without one that it runs, anything else that its record is unreadable.
 # - A claim token is 128 random bits, a "~", and the call's fingerprint, so that a duplicate
 #   that finds the key in progress can tell a reuse with another payload (a conflict) from a
 #   true duplicate, in the same round trip.
 from __future__ import annotations
 
+import enum
 import secrets
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
@@ -24,10 +27,12 @@ from .seconds import Seconds, positive_seconds
 __all__ = [
     "IdempotencyPolicy",
     "Record",
+    "RecordState",
     "claim_token",
     "fingerprint_of",
     "key_problem",
     "read_record",
+    "record_state",
 ]
 
 # What an idempotent call does on the backend: claim and read (one get), renew, store (which
@@ -223,3 +228,33 @@ def read_record(stored: object) -> Record | None:
     ):
         return None
     return Record(fingerprint, ok=ok, payload=payload)
+
+
+class RecordState(enum.Enum):
+    """Where the call of one idempotency key is, as its stored record says."""
+
+    COMPLETED = "completed"
+    """It returned; its value is replayed."""
+    FAILED = "failed"
+    """It raised an exception that is stored (``store_errors=``); the failure is replayed."""
+    IN_PROGRESS = "in_progress"
+    """It runs and holds its claim (renewed while it runs); no record is stored yet."""
+    UNREADABLE = "unreadable"
+    """Its record cannot be read (corrupt, tampered with, another codec secret); every call
+    with the key raises IdempotencyRecordError until it expires or is purged."""
+
+
+def record_state(value: object | None, *, rejected: bool, claimed: bool) -> RecordState | None:
+    """Return the state of a key that stores *value* (None: nothing) and whose claim is held.
+
+    *rejected* says that a value was stored but would not decode. None for a key that holds
+    neither record nor claim.
+    """
+    if rejected:
+        return RecordState.UNREADABLE
+    if value is not None:
+        record = read_record(value)
+        if record is None:
+            return RecordState.UNREADABLE
+        return RecordState.COMPLETED if record.ok else RecordState.FAILED
+    return RecordState.IN_PROGRESS if claimed else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._types import Claim, Fetched, Locked, Throttled, Versioned
+from ._types import Claim, Fetched, Held, Locked, Peeked, Throttled, Versioned
 from .codec import Codec
 from .memory import MemoryBackend
 
@@ -23,8 +23,10 @@ __all__ = [
     "Claim",
     "Codec",
     "Fetched",
+    "Held",
     "Locked",
     "MemoryBackend",
+    "Peeked",
     "RedisBackend",
     "RedlockBackend",
     "Throttled",

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 from .._core.ratelimit import Throttled
 
-__all__ = ["Claim", "Fetched", "Locked", "Throttled", "Versioned"]
+__all__ = ["Claim", "Fetched", "Held", "Locked", "Peeked", "Throttled", "Versioned"]
 
 
 class Claim(NamedTuple):
@@ -87,3 +87,39 @@ class Locked(NamedTuple):
     token: int | None
     ttl: float
     holder: int | None = None
+
+
+class Held(NamedTuple):
+    """Who holds the claim (or the lock) of a key, as a peek found it.
+
+    Attributes:
+        token: The holder's token: a claim's token, or a lock's owner.
+        ttl: Seconds the claim has left.
+        fence: For a lock, the fencing token of the lease; ``None`` for a claim that is no
+            lock's.
+    """
+
+    token: str
+    ttl: float
+    fence: int | None = None
+
+
+class Peeked(NamedTuple):
+    """What a key holds, read without changing anything (see :class:`resilient.typing.Inspector`).
+
+    Attributes:
+        value: The stored value, or ``None`` when the key holds none (or it would not decode).
+        ttl: Seconds until the value is dropped, or ``None`` when there is no value.
+        held: Who holds the key's claim or lock, or ``None`` when nobody does.
+        rejected: Whether a value was stored but the codec rejected it (corrupt, tampered or
+            foreign); ``value`` is then ``None``.
+    """
+
+    value: object | None
+    ttl: float | None
+    held: Held | None = None
+    rejected: bool = False
+
+
+NOTHING = Peeked(None, None)
+"""A key that holds nothing."""

@@ -29,7 +29,7 @@ import attrs
 from .. import _config
 from .._core.ratelimit import ADMITTED, Throttled, throttle
 from .._signal import Signal
-from ._types import MISS, Claim, Fetched, Locked, Versioned
+from ._types import MISS, NOTHING, Claim, Fetched, Held, Locked, Peeked, Versioned
 
 __all__ = ["LruStore", "MemoryBackend"]
 
@@ -118,6 +118,15 @@ class _Semaphores:
                 return False
             entry[0][owner] = now + ttl
             return True
+
+    def keys(self, prefix: str, now: float) -> list[str]:
+        """Return the keys starting with *prefix* of which a place is held at *now*."""
+        with self._lock:
+            return [
+                key
+                for key in list(self._held)
+                if key.startswith(prefix) and self._holders(key, now)
+            ]
 
     def full(self, key: str, limit: int, now: float) -> tuple[Signal, float] | None:
         """None if fewer than *limit* places of *key* are held; else what a waiter waits on.
@@ -261,6 +270,34 @@ class LruStore:
             if held is None or held.expires_at <= now:
                 return None
             return held.released, held.expires_at - now
+
+    def peek(self, key: Hashable, now: float) -> Peeked:
+        """Return what *key* holds at *now*, changing nothing (its recency included)."""
+        with self._lock:
+            entry = self.data.get(key)
+            held = self._claims.get(key)
+            if held is not None and held.expires_at > now:
+                claim = Held(held.token, held.expires_at - now, held.fence)
+            else:
+                claim = None
+        if entry is None or entry[1] <= now:
+            return NOTHING if claim is None else Peeked(None, None, claim)
+        return Peeked(entry[0], entry[1] - now, claim)
+
+    def keys(self, prefix: str, now: float) -> list[str]:
+        """Return the keys starting with *prefix* that hold a live value or claim at *now*."""
+        with self._lock:
+            values = [
+                key
+                for key, (_, expires_at) in self.data.items()
+                if isinstance(key, str) and key.startswith(prefix) and expires_at > now
+            ]
+            claims = [
+                key
+                for key, held in self._claims.items()
+                if isinstance(key, str) and key.startswith(prefix) and held.expires_at > now
+            ]
+        return values + claims
 
     def delete(self, keys: Sequence[Hashable], now: float) -> int:
         """Delete the live values at *keys*; return how many there were."""
@@ -491,6 +528,36 @@ class MemoryBackend:
         """Delete every value recorded under *indexes*, in every region; return how many."""
         now = _config.DEFAULTS.clock.monotonic()
         return sum(store.purge(indexes, now) for store in self._stores())
+
+    def scan(self, prefix: str, limit: int) -> list[str]:
+        """Return up to *limit* keys under *prefix* that hold something.
+
+        See :class:`resilient.typing.Inspector`: values, versioned values, claims and locks,
+        and slots; never the regions of ``@cached`` functions, whose keys are their calls'
+        arguments.
+        """
+        now = _config.DEFAULTS.clock.monotonic()
+        found = dict.fromkeys(
+            [
+                *self._store.keys(prefix, now),
+                *self._versioned.keys(prefix, now),
+                *self._semaphores.keys(prefix, now),
+            ]
+        )
+        return list(found)[: max(0, limit)]
+
+    def peek(self, keys: Sequence[str]) -> list[Peeked]:
+        """Return what each of *keys* holds, changing nothing: claims untaken, recency untouched."""
+        now = _config.DEFAULTS.clock.monotonic()
+        return [self._store.peek(key, now) for key in keys]
+
+    async def ascan(self, prefix: str, limit: int) -> list[str]:
+        """Return keys under *prefix* (see :meth:`scan`)."""
+        return self.scan(prefix, limit)
+
+    async def apeek(self, keys: Sequence[str]) -> list[Peeked]:
+        """Return what each of *keys* holds (see :meth:`peek`)."""
+        return self.peek(keys)
 
     async def aget(self, key: str, *, claim: Claim | None = None) -> Fetched:
         """Read *key* (see :meth:`get`)."""

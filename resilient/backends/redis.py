@@ -13,6 +13,9 @@ the commands each primitive sends, and what Redis does not promise.
 # - Every command is safe to send twice (claims and releases check the token, purge removes a
 #   member from its index before deleting the value), because redis-py re-sends a command once
 #   after a connection error; only the counts delete and purge return may then fall short.
+# - The reads of operators' tools (`scan`, `peek`: resilient.typing.Inspector) are the
+#   exceptions: a scan walks the keyspace in bounded steps (SCAN with COUNT, on every primary
+#   of a Cluster; never KEYS), and a peek pipelines plain reads, which change nothing.
 # - redis-py's errors propagate unchanged: the capability above decides whether to fail open.
 # - A stored value that fails to decode is absent, claim included, and is reported as one
 #   StoredValueRejected event; it never raises into user code.
@@ -29,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import re
 import threading
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
@@ -57,7 +61,7 @@ from ..exceptions import CodecError
 from ..typing import Subscription
 from . import _lua
 from ._pubsub import Hub
-from ._types import MISS, Claim, Fetched, Locked, Throttled, Versioned
+from ._types import MISS, NOTHING, Claim, Fetched, Held, Locked, Peeked, Throttled, Versioned
 from .codec import Codec
 
 __all__ = ["RedisBackend"]
@@ -139,6 +143,12 @@ _FENCING: Final = ":token"
 _FENCE: Final = ":fence"
 _SLOTS: Final = _Script(_lua.SLOTS)
 _HOLDERS: Final = ":slots"
+# the keys the backend keeps beside a key, by suffix: a scan lists each such key once, as the key
+_BESIDE: Final = (_CLAIM, _FENCING, _FENCE, _HOLDERS)
+_SCAN_BATCH: Final = 500  # the COUNT of each SCAN: how much of the keyspace one command walks
+_PEEK_BATCH: Final = 200  # keys read per pipeline by a peek
+_PEEKED: Final = 5  # commands a peek sends per key
+_GLOB: Final = re.compile(r"([*?\[\]\\])")
 
 
 def _milliseconds(seconds: float, what: str) -> int:
@@ -182,6 +192,35 @@ def _members(reply: object) -> list[bytes]:
     """Return a ZRANGE reply (a list of members, without scores) as a typed list."""
     assert isinstance(reply, list)
     return reply
+
+
+def _own_key(raw: bytes) -> str:
+    """Return the key a scan found *raw* under: itself, or the key it is kept beside."""
+    key = raw.decode("utf-8", "replace")
+    for suffix in _BESIDE:
+        if key.endswith(suffix):
+            return key[: -len(suffix)]
+    return key
+
+
+def _primaries(client: Any) -> Any:
+    """Return a Cluster client's primaries (awaitable for an asyncio client, which finds them)."""
+    if isinstance(client, redis.asyncio.cluster.RedisCluster):
+
+        async def found() -> list[Any]:
+            await client.initialize()
+            return client.get_primaries()
+
+        return found()
+    return client.get_primaries()
+
+
+def _held(token: object, pttl: object, fence: object) -> Held | None:
+    """Return who holds a claim, from its key's GET and PTTL and its fencing token's GET."""
+    if not isinstance(token, bytes) or not isinstance(pttl, int) or pttl == -2:
+        return None
+    fenced = int(fence) if isinstance(fence, bytes) and fence.isdigit() else None
+    return Held(token.decode("utf-8", "replace"), _seconds_left(pttl), fenced)
 
 
 def _slot_groups(keys: Sequence[str | bytes]) -> list[list[str | bytes]]:
@@ -1017,6 +1056,79 @@ class RedisBackend:
             return None if first < 0 else min(timeout, first / 1000)
 
         yield from self._woken(client, key + _RELEASED, full)
+
+    def scan(self, prefix: str, limit: int) -> list[str]:
+        """Return up to *limit* keys under *prefix* that hold something.
+
+        See :class:`resilient.typing.Inspector`. ``SCAN`` with ``MATCH`` and ``COUNT 500``,
+        one command per step, until the keyspace is walked or *limit* keys are found; on
+        Cluster, on every primary in turn. A lock's claim, fencing token and counter are listed
+        once, as the lock's key. Never ``KEYS``.
+        """
+        return run_sync(self._scan(self._sync(), prefix, limit))
+
+    async def ascan(self, prefix: str, limit: int) -> list[str]:
+        """Return keys under *prefix* (see :meth:`scan`)."""
+        return await run_async(self._scan(await self._async(), prefix, limit))
+
+    def _scan(self, client: Any, prefix: str, limit: int) -> _Steps[list[str]]:
+        pattern = _GLOB.sub(r"\\\1", prefix) + "*"
+        found: dict[str, None] = {}
+        nodes = (yield partial(_primaries, client)) if self._cluster else [None]
+        for node in nodes:
+            options = {} if node is None else {"target_nodes": node}
+            cursor: Any = 0
+            while len(found) < limit:
+                cursor, keys = yield partial(
+                    client.scan, cursor, match=pattern, count=_SCAN_BATCH, **options
+                )
+                if isinstance(cursor, dict):  # a Cluster client's reply: each node's cursor
+                    cursor = next(iter(cursor.values()))
+                for raw in keys:
+                    found[_own_key(raw)] = None
+                if not int(cursor):
+                    break
+        return list(found)[: max(0, limit)]
+
+    def peek(self, keys: Sequence[str]) -> list[Peeked]:
+        """Return what each of *keys* holds, changing nothing.
+
+        See :class:`resilient.typing.Inspector`. Five reads per key (``GET`` and ``PTTL`` of
+        the key and of its claim, ``GET`` of a lock's fencing token), pipelined, 200 keys per
+        round trip; not one atomic step, so a key that changes meanwhile may read half old.
+        """
+        return run_sync(self._peek(self._sync(), keys))
+
+    async def apeek(self, keys: Sequence[str]) -> list[Peeked]:
+        """Return what each of *keys* holds (see :meth:`peek`)."""
+        return await run_async(self._peek(await self._async(), keys))
+
+    def _peek(self, client: Any, keys: Sequence[str]) -> _Steps[list[Peeked]]:
+        peeked: list[Peeked] = []
+        for start in range(0, len(keys), _PEEK_BATCH):
+            batch = keys[start : start + _PEEK_BATCH]
+            pipeline = client.pipeline(transaction=False)
+            for key in batch:
+                pipeline.get(key)
+                pipeline.pttl(key)
+                pipeline.get(key + _CLAIM)
+                pipeline.pttl(key + _CLAIM)
+                pipeline.get(key + _FENCING)
+            # a key of another type (a versioned hash) answers GET with an error: no value
+            replies = yield partial(pipeline.execute, raise_on_error=False)
+            for index, key in enumerate(batch):
+                data, pttl, *claim = replies[index * _PEEKED : (index + 1) * _PEEKED]
+                peeked.append(self._peeked(key, data, pttl, _held(*claim)))
+        return peeked
+
+    def _peeked(self, key: str, data: object, pttl: object, held: Held | None) -> Peeked:
+        """Return what a peek read at *key*: its value's GET and PTTL, and its claim's holder."""
+        if not isinstance(data, bytes):
+            return NOTHING if held is None else Peeked(None, None, held)
+        value = self._decode(key, data)
+        if value is None:
+            return Peeked(None, None, held, rejected=True)
+        return Peeked(value, _seconds_left(pttl) if isinstance(pttl, int) else None, held)
 
     def publish(self, channel: str, message: str) -> None:
         """Send *message* to every subscriber of *channel*, in every process (one command).

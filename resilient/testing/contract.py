@@ -26,7 +26,8 @@ hold other data, and a sharded store keeps each key with the keys derived from i
             backend.close()
 
 Override :attr:`BackendContract.key_prefix` if your backend only accepts keys under a
-namespace of its own.
+namespace of its own. A backend that implements the optional protocols gets their checks by
+subclassing :class:`BroadcasterContract` and :class:`InspectorContract` too.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ from typing import Any, ClassVar, Final
 
 import pytest
 
-from ..backends._types import Claim, Fetched, Locked, Throttled, Versioned
+from ..backends._types import Claim, Fetched, Locked, Peeked, Throttled, Versioned
 
-__all__ = ["BackendContract", "BroadcasterContract"]
+__all__ = ["BackendContract", "BroadcasterContract", "InspectorContract"]
 
 _ASYNC_NAMES: Final = {
     "get": "aget",
@@ -62,6 +63,8 @@ _ASYNC_NAMES: Final = {
     "release_slot": "arelease_slot",
     "extend_slot": "aextend_slot",
     "wait_slot": "await_slot",
+    "scan": "ascan",
+    "peek": "apeek",
 }
 # Short real TTLs keep the suite quick; the sleeps past them leave room for coarse expiry.
 _SHORT_TTL: Final = 0.3
@@ -220,6 +223,18 @@ class _Primitives:
         start = time.monotonic()
         self._call("wait_slot", key, limit, timeout)
         return time.monotonic() - start
+
+    def scan(self, prefix: str, limit: int) -> list[str]:
+        keys = self._call("scan", prefix, limit)
+        assert isinstance(keys, list), f"{self.mode} scan returned {keys!r}, not a list"
+        assert all(type(key) is str for key in keys), f"{self.mode} scan returned {keys!r}"
+        return keys
+
+    def peek(self, keys: Sequence[str]) -> list[Peeked]:
+        peeked = self._call("peek", keys)
+        assert isinstance(peeked, list), f"{self.mode} peek returned {peeked!r}, not a list"
+        assert all(isinstance(each, Peeked) for each in peeked), f"{self.mode} peek: {peeked!r}"
+        return peeked
 
     def soon(self, delay: float, name: str, *args: object, **kwargs: object) -> Callable[[], None]:
         """Call primitive *name* after *delay* seconds, concurrently; return a join function.
@@ -810,6 +825,118 @@ class BackendContract:
         assert primitives.get_versioned(key)[:2] == (None, 0)
         again = primitives.set_versioned(key, "new", version=0, ttl=_LONG_TTL, writer=self.token())
         assert again.stored
+
+
+class InspectorContract:
+    """The checks of :class:`resilient.typing.Inspector`, for backends that implement it.
+
+    Subclass it beside :class:`BackendContract`, with the same ``backend`` fixture. Each check
+    runs through the sync methods (``scan``, ``peek``) and the async ones (``ascan``,
+    ``apeek``).
+    """
+
+    key_prefix: ClassVar[str] = "contract"
+    """The start of every key the checks use."""
+
+    @pytest.fixture(params=["sync", "async"])
+    def inspected(self, request: pytest.FixtureRequest, backend: object) -> Iterator[_Primitives]:
+        """The backend under test, called the sync or the async way."""
+        if request.param == "sync":
+            yield _Primitives(backend, None)
+        else:
+            with _LoopThread() as loop:
+                yield _Primitives(backend, loop)
+
+    def prefix(self) -> str:
+        """Return a new prefix no other check uses."""
+        return f"{self.key_prefix}:inspected:{uuid.uuid4().hex}:"
+
+    def token(self) -> str:
+        """Return a new claim token (128 random bits)."""
+        return uuid.uuid4().hex
+
+    def under(self, prefix: str) -> str:
+        """Return a new key under *prefix*, with a hash tag of its own."""
+        return f"{prefix}{{{uuid.uuid4().hex}}}"
+
+    def test_a_scan_lists_each_key_holding_something_once(self, inspected: _Primitives) -> None:
+        """A value, a claim, a lock, a versioned value and slots under the prefix: each once."""
+        prefix = self.prefix()
+        value, claimed, locked, versioned, slots = (self.under(prefix) for _ in range(5))
+        inspected.put(value, "v", ttl=_LONG_TTL)
+        inspected.get(claimed, Claim(self.token(), _LONG_TTL))
+        inspected.lock(locked, self.token(), _LONG_TTL)
+        inspected.set_versioned(versioned, "v", version=0, ttl=_LONG_TTL, writer=self.token())
+        inspected.acquire_slot(slots, self.token(), 1, _LONG_TTL)
+        inspected.put(self.under(self.prefix()), "elsewhere", ttl=_LONG_TTL)
+        found = inspected.scan(prefix, 100)
+        assert sorted(found) == sorted([value, claimed, locked, versioned, slots])
+
+    def test_a_scan_returns_at_most_its_limit(self, inspected: _Primitives) -> None:
+        """Of seven keys under the prefix, a scan limited to three returns three of them."""
+        prefix = self.prefix()
+        keys = [self.under(prefix) for _ in range(7)]
+        for key in keys:
+            inspected.put(key, 1, ttl=_LONG_TTL)
+        found = inspected.scan(prefix, 3)
+        assert len(found) == len(set(found)) == 3
+        assert set(found) <= set(keys)
+
+    def test_a_scan_of_an_empty_prefix_finds_nothing(self, inspected: _Primitives) -> None:
+        """A prefix nothing was stored under lists no key."""
+        assert inspected.scan(self.prefix(), 100) == []
+
+    def test_a_scan_does_not_list_an_expired_value(self, inspected: _Primitives) -> None:
+        """A value past its ttl is not listed."""
+        prefix = self.prefix()
+        inspected.put(self.under(prefix), "short", ttl=_SHORT_TTL)
+        _pause(_PAST_SHORT_TTL)
+        assert inspected.scan(prefix, 100) == []
+
+    def test_a_peek_reads_a_value_and_its_ttl_in_order(self, inspected: _Primitives) -> None:
+        """Each key's value and ttl, in the order asked; a missing key reads as nothing."""
+        prefix = self.prefix()
+        first, missing, second = (self.under(prefix) for _ in range(3))
+        inspected.put(first, {"n": 1}, ttl=_LONG_TTL)
+        inspected.put(second, [2, "two"], ttl=5.0)
+        one, none, two = inspected.peek([first, missing, second])
+        assert one.value == {"n": 1}
+        assert one.ttl is not None
+        assert 0 < one.ttl <= _LONG_TTL
+        assert (none.value, none.ttl, none.held) == (None, None, None)
+        assert two.value == [2, "two"]
+        assert two.ttl is not None
+        assert 0 < two.ttl <= 5.0
+        assert one.held is None
+        assert not one.rejected
+
+    def test_a_peek_takes_no_claim(self, inspected: _Primitives) -> None:
+        """After a peek at a missing key, the first claimant still takes its claim."""
+        key = self.under(self.prefix())
+        inspected.peek([key])
+        assert inspected.get(key, Claim(self.token(), _LONG_TTL)).claimed
+
+    def test_a_peek_names_the_holder_of_a_claim(self, inspected: _Primitives) -> None:
+        """A claimed key reads with its holder's token and what its claim has left."""
+        key, token = self.under(self.prefix()), self.token()
+        inspected.get(key, Claim(token, 5.0))
+        (peeked,) = inspected.peek([key])
+        assert peeked.value is None
+        assert peeked.held is not None
+        assert peeked.held.token == token
+        assert 0 < peeked.held.ttl <= 5.0
+        assert peeked.held.fence is None
+
+    def test_a_peek_names_a_locks_owner_and_fencing_token(self, inspected: _Primitives) -> None:
+        """A held lock reads with its owner and its lease's fencing token; released, nothing."""
+        key, owner = self.under(self.prefix()), self.token()
+        locked = inspected.lock(key, owner, 5.0)
+        (peeked,) = inspected.peek([key])
+        assert peeked.held is not None
+        assert (peeked.held.token, peeked.held.fence) == (owner, locked.token)
+        assert 0 < peeked.held.ttl <= 5.0
+        assert inspected.unlock(key, owner)
+        assert inspected.peek([key])[0].held is None
 
 
 class _Heard:
