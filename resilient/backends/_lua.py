@@ -187,9 +187,11 @@ LOCK: Final = """
 -- ARGV: owner, ttl ms
 -- Returns {token or false, PTTL, holder}: the token taken (or held already by this owner),
 -- else false, the holder's PTTL and the holder's token. A counter that is missing (new, or
--- lost in a restart without persistence) starts from the server's time in microseconds,
--- above any token handed out before unless more than a million were handed out per second
--- since that one started.
+-- lost in a restart without persistence, or expired) starts from the server's time in
+-- microseconds, above any token handed out before unless more than a million were handed out
+-- per second since that one started. The counter expires a day after the last lease it gave
+-- (or after that lease's ttl, if longer), so that a key served once (a shared single flight's)
+-- leaves nothing behind for good.
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
   return {tonumber(redis.call('GET', KEYS[2]) or '0'), redis.call('PTTL', KEYS[1])}
@@ -202,6 +204,7 @@ if redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('SET', KEYS[3], time[1] .. string.format('%06d', tonumber(time[2])))
 end
 local token = redis.call('INCR', KEYS[3])
+redis.call('PEXPIRE', KEYS[3], math.max(tonumber(ARGV[2]), 86400000))
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SET', KEYS[2], token, 'PX', ARGV[2])
 return {token, tonumber(ARGV[2])}

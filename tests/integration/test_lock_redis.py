@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from cache_support import pause, python_processes
 from redis_fixtures import Backends
 from redis_infra import RedisServer, commands_sent
@@ -176,6 +177,23 @@ def test_fencing_tokens_keep_increasing_across_a_restart_without_persistence(
     with guard as after:
         pass
     assert after.token > before.token
+
+
+def test_the_fencing_counter_expires_and_tokens_keep_increasing_after(
+    fresh_redis: RedisServer, backends: Backends
+) -> None:
+    """No key outlives a day of disuse: the counter expires, and starts again above the last."""
+    guard = lock("idle", ttl=10, backend=backends(fresh_redis.url))
+    with guard as before:
+        pass
+    server = redis.Redis.from_url(fresh_redis.url)
+    (fence,) = server.keys("*:fence")  # a test may use KEYS; the library never does
+    assert 86_399_000 < server.pttl(fence) <= 86_400_000
+    assert server.delete(fence) == 1  # as if a day had passed
+    with guard as after:
+        pass
+    assert after.token > before.token
+    assert server.dbsize() == 1  # only the new counter: the lease and its token went with it
 
 
 def test_acquire_and_release_are_one_command_each(redis_url: str, backends: Backends) -> None:
