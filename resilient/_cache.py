@@ -618,6 +618,7 @@ class _CachedCall:
             return (yield from self._bypass())
         generation = -1 if near is None else near[0].generation  # before the read
         claim = Claim(_new_token(), self.policy.lease_ttl, self.policy.stale_ttl)
+        waited = False
         while True:
             try:
                 fetched: Fetched = yield Op("get", (key,), {"claim": claim})
@@ -646,7 +647,7 @@ class _CachedCall:
                         delta=delta,
                         generation=generation,
                     )
-                return self._served(key, value, verdict), _served_status(verdict)
+                return self._found(key, value, verdict, start, waited=waited)
             if fetched.claimed:
                 value = yield from self._fill(key, indexes, claim.token, start)
                 if near is not None and self.policy.stores(value):
@@ -669,6 +670,7 @@ class _CachedCall:
             except Exception as exc:
                 self._failed("wait", exc)
                 return (yield from self._bypass())
+            waited = True
 
     def _keep_near(
         self,
@@ -762,6 +764,14 @@ class _CachedCall:
             else:
                 emit(DEFAULTS, CacheHit(policy=self.name, time=now))
         return value
+
+    def _found(
+        self, key: Hashable, value: object, verdict: Freshness, start: float, *, waited: bool
+    ) -> tuple[object, CacheStatus]:
+        """Answer with a value read from the backend, after waiting for its computation or not."""
+        if waited:  # another process computed it while this call waited: a miss here too
+            return self._missed(value, start), CacheStatus.MISS
+        return self._served(key, value, verdict), _served_status(verdict)
 
     def _missed(self, value: object, start: float) -> object:
         next(self.tallies.misses)
