@@ -223,9 +223,9 @@ class IdempotencyInProgressError(ResilientError):
     """
 
     def __init__(self, name: str, waited: float = 0.0) -> None:
-        how = f"after waiting {waited:.3g} s" if waited else "now"
+        how = f" after waiting {waited:.3g} s" if waited else ""
         super().__init__(
-            f"{name}: a call with this idempotency key is still running ({how}); try again "
+            f"{name}: a call with this idempotency key is still running{how}; try again "
             "later to get its result"
         )
         self.name = name

@@ -23,9 +23,10 @@ from redis_fixtures import Backends
 from redis_infra import RedisClusterProcesses, RedisServer, SentinelSetup
 
 import resilient
+from resilient.admin import Admin
 from resilient.backends.redis import RedisBackend
 from resilient.events import BackendFailed, LockRenewed, StoredValueRejected
-from resilient.exceptions import IdempotencyConflictError, RateLimitedError
+from resilient.exceptions import IdempotencyConflictError, LockLostError, RateLimitedError
 
 OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
@@ -88,6 +89,7 @@ def _exercise(backend: RedisBackend, other: RedisBackend, namespace: str, waitin
         _dedupe(backend, other, pool, waiting)
         _rate_limit(backend)
         _bulkhead(backend, pool, waiting)
+    _admin(backend, other, namespace)
 
 
 def _cache(backend: RedisBackend, other: RedisBackend, namespace: str) -> None:
@@ -275,6 +277,23 @@ def _bulkhead(backend: RedisBackend, pool: ThreadPoolExecutor, waiting: Waiting)
     finish.set()
     assert running.result(PATIENCE) == queued.result(PATIENCE) == "rendered"
     assert run(arender()) == "rendered"
+
+
+def _admin(backend: RedisBackend, other: RedisBackend, namespace: str) -> None:
+    """The admin API's listings and actions (they add SCAN), on what the steps above left."""
+    admin = Admin(backend, namespace)
+    assert any(info.shared for info in admin.breakers())
+    assert run(admin.aidempotency_records("completed"))
+
+    def released_while_held() -> None:
+        with resilient.lock("audited", ttl=5, backend=other) as lease:
+            (held,) = [info for info in admin.locks() if info.name == "audited"]
+            assert held.token == lease.token
+            admin.release_lock("audited", held.token)
+
+    with pytest.raises(LockLostError):
+        released_while_held()
+    assert admin.purge_idempotency("completed") > 0
 
 
 def _assert_clean(log: EventLog, admins: list[redis.Redis]) -> None:
