@@ -29,7 +29,7 @@ from ._breaker import live_breaker, live_breakers, report_transition
 from ._breaker_shared import acting_on_stored, state_key, stored_state
 from ._cache import HIT_COUNTING, cached_functions, count_hits, invalidating_tags
 from ._config import DEFAULTS, check_namespace
-from ._core.breaker import BreakerState, BreakerStats
+from ._core.breaker import BreakerStats
 from ._core.idempotency import RecordState, record_state
 from ._drive import Op, emit, run_async, run_sync
 from ._idempotent import record_of_key, records_prefix
@@ -62,7 +62,7 @@ def _as_dict(info: attrs.AttrsInstance) -> dict[str, object]:
 
 
 @attrs.frozen(kw_only=True)
-class BreakerInfo:
+class BreakerInfo(BreakerStats):
     """A circuit breaker as an operator sees it.
 
     Attributes:
@@ -84,18 +84,7 @@ class BreakerInfo:
             is not open.
     """
 
-    name: str
     shared: bool
-    state: BreakerState
-    calls: int
-    failures: int
-    slow_calls: int
-    failure_rate: float | None
-    slow_call_rate: float | None
-    consecutive_failures: int
-    rejected: int
-    trips: int
-    until_half_open: float | None
 
     @classmethod
     def of(cls, stats: BreakerStats, *, shared: bool) -> BreakerInfo:
