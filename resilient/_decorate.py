@@ -31,10 +31,12 @@
 # - Tracing: a configured observer with a `call_spans` attribute that is not None (the
 #   OpenTelemetry observer's, by default) asks for a span around every decorated call; the
 #   first such observer is kept in `_spans` whenever the defaults change (an `on_change`
-#   listener). Every wrapper reads `_spans` once per call: while it is None (always, unless
-#   such an observer is configured) the call goes on as if there were no tracing, in the same
-#   frame on the plain function path and through one more sync frame on wrapt's path (a C
-#   wrapper cannot test a flag). Otherwise `_spans(site)` returns the context manager the call
+#   listener). A plain function wrapper reads `_spans` once per call: while it is None (always,
+#   unless such an observer is configured) the call goes on as if there were no tracing, in
+#   the same frame. wrapt's C wrapper cannot test a flag, so while tracing is off it calls the
+#   layers directly, and the listener switches every live one to a tracing step (which reads
+#   `_spans` the same way) when tracing turns on, and back when it turns off: the untraced
+#   call costs not one frame more. Otherwise `_spans(site)` returns the context manager the call
 #   runs in, so that the layers' events land on its span, or None for no span this time (no
 #   tracing SDK installed yet). An async call's span opens when its coroutine starts and
 #   closes when it ends. Tracing never changes what a call returns or raises.
@@ -42,8 +44,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import types
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, ParamSpec, Protocol, TypeVar, cast
@@ -98,12 +102,20 @@ CallSpans = Callable[[CallSite], AbstractContextManager[object] | None]
 """An observer's ``call_spans``: given a call's site, the context manager to run it in, or None."""
 
 _spans: CallSpans | None = None  # the configured observer's `call_spans`, if any: see the rules
+_wrappers: weakref.WeakSet[Wrapper] = weakref.WeakSet()  # wrapt's wrappers alive, to switch
+_switching = threading.Lock()  # tracing turning on or off, and a wrapper joining `_wrappers`
 
 
 def _find_spans() -> None:
     global _spans  # noqa: PLW0603 - the one flag every wrapper reads, kept in step with DEFAULTS
     found = (getattr(observer, "call_spans", None) for observer in DEFAULTS.observers)
-    _spans = next((spans for spans in found if spans is not None), None)
+    spans = next((spans for spans in found if spans is not None), None)
+    with _switching:
+        switch = (spans is None) is not (_spans is None)
+        _spans = spans
+        if switch:  # tracing turned on or off: wrapt's wrappers take or leave their tracing step
+            for wrapper in list(_wrappers):
+                wrapper._trace(on=spans is not None)
 
 
 on_change(_find_spans)
@@ -167,12 +179,26 @@ class Wrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]  # its generics 
             with span:
                 return call(wrapped, instance, args, kwargs)
 
-        # the base initialiser takes the binding name, which FunctionWrapper would compute
-        super(wrapt.FunctionWrapper, self).__init__(  # type: ignore[call-arg]  # see module note
-            wrapped, None, entry, None, _BINDING
-        )
         self._self_site = site
         self._self_steps = steps
+        self._self_call = call
+        self._self_entry = entry
+        with _switching:
+            self._trace(on=_spans is not None, wrapped=wrapped)
+            _wrappers.add(self)
+
+    def _trace(self, *, on: bool, wrapped: Any = None) -> None:
+        """Call through the tracing step while *on*, else straight into the layers.
+
+        wrapt's wrapper is set by its initialiser only, so it is run again with the other step;
+        it keeps the wrapped function and the wrapper's attributes.
+        """
+        wrapped = self.__wrapped__ if wrapped is None else wrapped
+        step = self._self_entry if on else self._self_call
+        # the base initialiser takes the binding name, which FunctionWrapper would compute
+        super(wrapt.FunctionWrapper, self).__init__(  # type: ignore[call-arg]  # see module note
+            wrapped, None, step, None, _BINDING
+        )
 
 
 _SITE = "__resilient_site__"  # where a plain wrapper function keeps its CallSite

@@ -375,6 +375,44 @@ def test_no_span_without_an_observer_that_traces(
     assert len(spans()) == 1
 
 
+def test_functions_decorated_before_tracing_is_configured_are_traced_until_it_stops(
+    meter: Meter, tracer_provider: TracerProvider, spans: Callable[[], list[ReadableSpan]]
+) -> None:
+    """Decorated at import, before the observer is configured: traced from then on, then not.
+
+    The coroutine, the cached function and the method go through wrapt's wrapper, which
+    calls the layers directly until tracing turns on.
+    """
+
+    @resilient.retry(on=ConnectionError, attempts=3)
+    async def fetch() -> int:
+        return 1
+
+    @resilient.cached(ttl=60)
+    def price(sku: str) -> int:
+        return len(sku)
+
+    class Client:
+        @resilient.retry(on=ConnectionError, attempts=3)
+        async def get(self) -> int:
+            return 2
+
+    def call_each() -> None:
+        assert run(fetch()) == 1
+        assert price("abc") == 3
+        assert run(Client().get()) == 2
+
+    call_each()
+    assert spans() == []
+    resilient.configure(observers=[OpenTelemetryObserver(meter, tracer_provider=tracer_provider)])
+    call_each()
+    names = [span.name.rpartition(".")[2] for span in spans()]
+    assert names == ["fetch", "price", "get"]
+    resilient.configure(observers=[])
+    call_each()
+    assert len(spans()) == 3
+
+
 def test_the_first_observer_that_traces_makes_the_spans(
     meter: Meter,
     tracer_provider: TracerProvider,
