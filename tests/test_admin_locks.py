@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-import textwrap
 import threading
 import time
 import uuid
 
 import pytest
+from admin_support import HOLDER
 from cache_support import PATIENCE, EventLog, eventually, run, running
 from redis_fixtures import Backends
 from redis_infra import RedisClusterProcesses, commands_sent
@@ -144,30 +144,6 @@ def test_locks_are_listed_per_backend_and_namespace() -> None:
 
 # across processes on Redis -----------------------------------------------------------------
 
-# Holds the lock named argv[2] on the Redis at argv[1], renewed; prints "held <token> <pid>",
-# then, once its renewer found the lease lost, "lost" and the exception leaving the block raised.
-HOLDER = textwrap.dedent(
-    """
-    import os, sys, threading
-    import resilient
-    from resilient.backends.redis import RedisBackend
-    from resilient.exceptions import LockLostError
-
-    lost = threading.Event()
-    backend = RedisBackend.from_url(sys.argv[1])
-    guard = resilient.lock(
-        sys.argv[2], ttl=1.5, renew=True, backend=backend, on_lost=lambda lease: lost.set()
-    )
-    try:
-        with guard as lease:
-            print("held", lease.token, os.getpid(), flush=True)
-            if lost.wait(30):
-                print("lost", flush=True)
-    except LockLostError:
-        print("LockLostError", flush=True)
-    """
-)
-
 
 def test_a_lock_held_by_another_process_is_released_and_its_holder_learns_it(
     redis_url: str, backends: Backends
@@ -177,11 +153,12 @@ def test_a_lock_held_by_another_process_is_released_and_its_holder_learns_it(
     admin = Admin(backends(redis_url))
     with running(HOLDER, redis_url, name) as holder:
         assert holder.stdout is not None
-        _, token, pid = holder.stdout.readline().split()
+        lease = json.loads(holder.stdout.readline())
+        token, pid = lease["token"], lease["pid"]
         (info,) = admin.locks()
-        assert (info.name, info.token, info.holder) == (name, int(token), f"{HOST}:{pid}")
+        assert (info.name, info.token, info.holder) == (name, token, f"{HOST}:{pid}")
         released_at = time.monotonic()
-        assert admin.release_lock(name, int(token)).token == int(token)
+        assert admin.release_lock(name, token).token == token
         assert holder.stdout.readline().strip() == "lost"
         heard = time.monotonic() - released_at
         assert holder.stdout.readline().strip() == "LockLostError"
