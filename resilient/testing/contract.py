@@ -272,12 +272,8 @@ class _Primitives:
         return lambda: future.result(timeout=_HANG)
 
 
-class BackendContract:
-    """The checks every backend must pass; subclass it and define a ``backend`` fixture.
-
-    Each ``test_*`` method runs once through the sync primitives and once through the async
-    ones (the ``primitives`` fixture's ``sync`` and ``async`` parameters).
-    """
+class _Contract:
+    """What the contract suites share: the backend called both ways, fresh keys and tokens."""
 
     key_prefix: ClassVar[str] = "contract"
     """The start of every key the checks use; each key also gets a random hash tag."""
@@ -291,13 +287,21 @@ class BackendContract:
             with _LoopThread() as loop:
                 yield _Primitives(backend, loop)
 
-    def key(self, name: str = "value") -> str:
-        """Return a new key no other check uses: the prefix, *name*, and a random hash tag."""
-        return f"{self.key_prefix}:{name}:{{{uuid.uuid4().hex}}}"
-
     def token(self) -> str:
         """Return a new claim token (128 random bits)."""
         return uuid.uuid4().hex
+
+
+class BackendContract(_Contract):
+    """The checks every backend must pass; subclass it and define a ``backend`` fixture.
+
+    Each ``test_*`` method runs once through the sync primitives and once through the async
+    ones (the ``primitives`` fixture's ``sync`` and ``async`` parameters).
+    """
+
+    def key(self, name: str = "value") -> str:
+        """Return a new key no other check uses: the prefix, *name*, and a random hash tag."""
+        return f"{self.key_prefix}:{name}:{{{uuid.uuid4().hex}}}"
 
     # reading and claiming --------------------------------------------------------------------
 
@@ -827,7 +831,7 @@ class BackendContract:
         assert again.stored
 
 
-class InspectorContract:
+class InspectorContract(_Contract):
     """The checks of :class:`resilient.typing.Inspector`, for backends that implement it.
 
     Subclass it beside :class:`BackendContract`, with the same ``backend`` fixture. Each check
@@ -835,71 +839,55 @@ class InspectorContract:
     ``apeek``).
     """
 
-    key_prefix: ClassVar[str] = "contract"
-    """The start of every key the checks use."""
-
-    @pytest.fixture(params=["sync", "async"])
-    def inspected(self, request: pytest.FixtureRequest, backend: object) -> Iterator[_Primitives]:
-        """The backend under test, called the sync or the async way."""
-        if request.param == "sync":
-            yield _Primitives(backend, None)
-        else:
-            with _LoopThread() as loop:
-                yield _Primitives(backend, loop)
-
     def prefix(self) -> str:
         """Return a new prefix no other check uses."""
         return f"{self.key_prefix}:inspected:{uuid.uuid4().hex}:"
-
-    def token(self) -> str:
-        """Return a new claim token (128 random bits)."""
-        return uuid.uuid4().hex
 
     def under(self, prefix: str) -> str:
         """Return a new key under *prefix*, with a hash tag of its own."""
         return f"{prefix}{{{uuid.uuid4().hex}}}"
 
-    def test_a_scan_lists_each_key_holding_something_once(self, inspected: _Primitives) -> None:
+    def test_a_scan_lists_each_key_holding_something_once(self, primitives: _Primitives) -> None:
         """A value, a claim, a lock, a versioned value and slots under the prefix: each once."""
         prefix = self.prefix()
         value, claimed, locked, versioned, slots = (self.under(prefix) for _ in range(5))
-        inspected.put(value, "v", ttl=_LONG_TTL)
-        inspected.get(claimed, Claim(self.token(), _LONG_TTL))
-        inspected.lock(locked, self.token(), _LONG_TTL)
-        inspected.set_versioned(versioned, "v", version=0, ttl=_LONG_TTL, writer=self.token())
-        inspected.acquire_slot(slots, self.token(), 1, _LONG_TTL)
-        inspected.put(self.under(self.prefix()), "elsewhere", ttl=_LONG_TTL)
-        found = inspected.scan(prefix, 100)
+        primitives.put(value, "v", ttl=_LONG_TTL)
+        primitives.get(claimed, Claim(self.token(), _LONG_TTL))
+        primitives.lock(locked, self.token(), _LONG_TTL)
+        primitives.set_versioned(versioned, "v", version=0, ttl=_LONG_TTL, writer=self.token())
+        primitives.acquire_slot(slots, self.token(), 1, _LONG_TTL)
+        primitives.put(self.under(self.prefix()), "elsewhere", ttl=_LONG_TTL)
+        found = primitives.scan(prefix, 100)
         assert sorted(found) == sorted([value, claimed, locked, versioned, slots])
 
-    def test_a_scan_returns_at_most_its_limit(self, inspected: _Primitives) -> None:
+    def test_a_scan_returns_at_most_its_limit(self, primitives: _Primitives) -> None:
         """Of seven keys under the prefix, a scan limited to three returns three of them."""
         prefix = self.prefix()
         keys = [self.under(prefix) for _ in range(7)]
         for key in keys:
-            inspected.put(key, 1, ttl=_LONG_TTL)
-        found = inspected.scan(prefix, 3)
+            primitives.put(key, 1, ttl=_LONG_TTL)
+        found = primitives.scan(prefix, 3)
         assert len(found) == len(set(found)) == 3
         assert set(found) <= set(keys)
 
-    def test_a_scan_of_an_empty_prefix_finds_nothing(self, inspected: _Primitives) -> None:
+    def test_a_scan_of_an_empty_prefix_finds_nothing(self, primitives: _Primitives) -> None:
         """A prefix nothing was stored under lists no key."""
-        assert inspected.scan(self.prefix(), 100) == []
+        assert primitives.scan(self.prefix(), 100) == []
 
-    def test_a_scan_does_not_list_an_expired_value(self, inspected: _Primitives) -> None:
+    def test_a_scan_does_not_list_an_expired_value(self, primitives: _Primitives) -> None:
         """A value past its ttl is not listed."""
         prefix = self.prefix()
-        inspected.put(self.under(prefix), "short", ttl=_SHORT_TTL)
+        primitives.put(self.under(prefix), "short", ttl=_SHORT_TTL)
         _pause(_PAST_SHORT_TTL)
-        assert inspected.scan(prefix, 100) == []
+        assert primitives.scan(prefix, 100) == []
 
-    def test_a_peek_reads_a_value_and_its_ttl_in_order(self, inspected: _Primitives) -> None:
+    def test_a_peek_reads_a_value_and_its_ttl_in_order(self, primitives: _Primitives) -> None:
         """Each key's value and ttl, in the order asked; a missing key reads as nothing."""
         prefix = self.prefix()
         first, missing, second = (self.under(prefix) for _ in range(3))
-        inspected.put(first, {"n": 1}, ttl=_LONG_TTL)
-        inspected.put(second, [2, "two"], ttl=5.0)
-        one, none, two = inspected.peek([first, missing, second])
+        primitives.put(first, {"n": 1}, ttl=_LONG_TTL)
+        primitives.put(second, [2, "two"], ttl=5.0)
+        one, none, two = primitives.peek([first, missing, second])
         assert one.value == {"n": 1}
         assert one.ttl is not None
         assert 0 < one.ttl <= _LONG_TTL
@@ -910,33 +898,33 @@ class InspectorContract:
         assert one.held is None
         assert not one.rejected
 
-    def test_a_peek_takes_no_claim(self, inspected: _Primitives) -> None:
+    def test_a_peek_takes_no_claim(self, primitives: _Primitives) -> None:
         """After a peek at a missing key, the first claimant still takes its claim."""
         key = self.under(self.prefix())
-        inspected.peek([key])
-        assert inspected.get(key, Claim(self.token(), _LONG_TTL)).claimed
+        primitives.peek([key])
+        assert primitives.get(key, Claim(self.token(), _LONG_TTL)).claimed
 
-    def test_a_peek_names_the_holder_of_a_claim(self, inspected: _Primitives) -> None:
+    def test_a_peek_names_the_holder_of_a_claim(self, primitives: _Primitives) -> None:
         """A claimed key reads with its holder's token and what its claim has left."""
         key, token = self.under(self.prefix()), self.token()
-        inspected.get(key, Claim(token, 5.0))
-        (peeked,) = inspected.peek([key])
+        primitives.get(key, Claim(token, 5.0))
+        (peeked,) = primitives.peek([key])
         assert peeked.value is None
         assert peeked.held is not None
         assert peeked.held.token == token
         assert 0 < peeked.held.ttl <= 5.0
         assert peeked.held.fence is None
 
-    def test_a_peek_names_a_locks_owner_and_fencing_token(self, inspected: _Primitives) -> None:
+    def test_a_peek_names_a_locks_owner_and_fencing_token(self, primitives: _Primitives) -> None:
         """A held lock reads with its owner and its lease's fencing token; released, nothing."""
         key, owner = self.under(self.prefix()), self.token()
-        locked = inspected.lock(key, owner, 5.0)
-        (peeked,) = inspected.peek([key])
+        locked = primitives.lock(key, owner, 5.0)
+        (peeked,) = primitives.peek([key])
         assert peeked.held is not None
         assert (peeked.held.token, peeked.held.fence) == (owner, locked.token)
         assert 0 < peeked.held.ttl <= 5.0
-        assert inspected.unlock(key, owner)
-        assert inspected.peek([key])[0].held is None
+        assert primitives.unlock(key, owner)
+        assert primitives.peek([key])[0].held is None
 
 
 class _Heard:

@@ -8,10 +8,10 @@ import pytest
 from redis_infra import RedisClusterProcesses
 
 from resilient.backends.redis import RedisBackend
-from resilient.testing.contract import BackendContract, BroadcasterContract
+from resilient.testing.contract import BackendContract, BroadcasterContract, InspectorContract
 
 
-class TestClusterBackendContract(BackendContract, BroadcasterContract):
+class TestClusterBackendContract(BackendContract, BroadcasterContract, InspectorContract):
     """RedisBackend on a Cluster keeps every promise, with keys and indexes across slots."""
 
     @pytest.fixture

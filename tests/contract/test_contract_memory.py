@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from resilient.backends.memory import MemoryBackend
-from resilient.testing.contract import BackendContract
+from resilient.testing.contract import BackendContract, InspectorContract
 
 
-class TestMemoryBackendContract(BackendContract):
+class TestMemoryBackendContract(BackendContract, InspectorContract):
     """MemoryBackend keeps every promise of the backend protocols."""
 
     @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from resilient.backends.codec import Codec
 from resilient.backends.redis import RedisBackend
-from resilient.testing.contract import BackendContract, BroadcasterContract
+from resilient.testing.contract import BackendContract, BroadcasterContract, InspectorContract
 
 CODECS = {
     "data": Codec(),
@@ -16,7 +16,7 @@ CODECS = {
 }
 
 
-class TestRedisBackendContract(BackendContract, BroadcasterContract):
+class TestRedisBackendContract(BackendContract, BroadcasterContract, InspectorContract):
     """RedisBackend on one server keeps every promise, with the data and the pickle codec."""
 
     @pytest.fixture(params=sorted(CODECS))

@@ -8,10 +8,10 @@ import pytest
 from redis_infra import SentinelSetup
 
 from resilient.backends.redis import RedisBackend
-from resilient.testing.contract import BackendContract, BroadcasterContract
+from resilient.testing.contract import BackendContract, BroadcasterContract, InspectorContract
 
 
-class TestSentinelBackendContract(BackendContract, BroadcasterContract):
+class TestSentinelBackendContract(BackendContract, BroadcasterContract, InspectorContract):
     """RedisBackend on the master a Sentinel names keeps every promise."""
 
     @pytest.fixture
