@@ -60,7 +60,12 @@ def _acting(backend: RedisBackend, args: argparse.Namespace, command: Command) -
 
     admin, where = Admin(backend, args.namespace), shown(args.redis)
     try:
-        command(admin, args, sys.stdout)
+        try:
+            command(admin, args, sys.stdout)
+        except BackendUnavailableError as error:
+            if isinstance(error.__cause__, redis.RedisError):
+                raise error.__cause__ from None  # told apart below, as Redis failed
+            raise
     except NotFoundError as error:
         raise CommandError(Exit.UNKNOWN_NAME, _not_found(error, admin, where)) from None
     except (redis.ConnectionError, redis.TimeoutError) as error:

@@ -36,7 +36,7 @@ from ._idempotent import record_of_key, records_prefix
 from ._lock import lock_key, owner_of
 from .backends._types import Held
 from .events import LockForceReleased
-from .exceptions import NotFoundError
+from .exceptions import BackendUnavailableError, NotFoundError
 from .typing import Inspector
 
 __all__ = [
@@ -199,6 +199,10 @@ class Admin:
         TypeError: For a *backend* that is not an Inspector.
         ValueError: For a namespace that could not be one, or a *limit* below 1.
 
+    Every method that asks the backend raises
+    :class:`~resilient.exceptions.BackendUnavailableError` when it fails (its cause is the
+    backend's own error), never the driver's exception.
+
     Example:
         >>> import resilient
         >>> from resilient.admin import Admin
@@ -235,6 +239,18 @@ class Admin:
     def namespace(self) -> str:
         """The namespace looked in, the one given or else the one configured now."""
         return DEFAULTS.namespace if self._namespace is None else self._namespace
+
+    def _asking(self, operation: str, *args: object) -> _Steps[Any]:
+        """Run the backend primitive *operation*: a failure is a BackendUnavailableError."""
+        try:
+            return (yield Op(operation, args, {}))
+        except Exception as error:
+            backend = self.backend
+            raise BackendUnavailableError(
+                f"resilient.admin: the backend failed to {operation}: {error!r}",
+                backend=str(getattr(backend, "name", type(backend).__name__)),
+                operation=operation,
+            ) from error
 
     def _run(self, procedure: _Steps[_T]) -> _T:
         return run_sync(procedure, self.backend)
@@ -330,8 +346,8 @@ class Admin:
             for each in live_breakers()
             if each._link is None
         ]
-        for key in (yield Op("scan", (f"{self.namespace}:breaker:", self.limit), {})):
-            stored = yield Op("get_versioned", (key,), {})
+        for key in (yield from self._asking("scan", f"{self.namespace}:breaker:", self.limit)):
+            stored = yield from self._asking("get_versioned", key)
             read = stored_state(stored)
             if read is not None:
                 name, state = read
@@ -343,7 +359,7 @@ class Admin:
         live = live_breaker(name)
         if live is not None and live._link is None:
             return BreakerInfo.of(live._snapshot(), shared=False)
-        stored = yield Op("get_versioned", (state_key(self.namespace, name),), {})
+        stored = yield from self._asking("get_versioned", state_key(self.namespace, name))
         read = stored_state(stored)
         if read is None:
             raise self._no_breaker(name)
@@ -411,8 +427,8 @@ class Admin:
 
     def _locks(self) -> _Steps[list[LockInfo]]:
         _check_inspector(self.backend)
-        keys = yield Op("scan", (f"{self.namespace}:lock:", self.limit), {})
-        peeked = (yield Op("peek", (keys,), {})) if keys else []
+        keys = yield from self._asking("scan", f"{self.namespace}:lock:", self.limit)
+        peeked = (yield from self._asking("peek", keys)) if keys else []
         held = [
             LockInfo.of(each.held)
             for each in peeked
@@ -429,7 +445,7 @@ class Admin:
             )
         _check_inspector(self.backend)
         key = lock_key(self.namespace, name)
-        (peeked,) = yield Op("peek", ([key],), {})
+        (peeked,) = yield from self._asking("peek", [key])
         held = peeked.held
         if held is None or held.fence is None:
             raise NotFoundError("lock", name, f"is not held in namespace {self.namespace!r}")
@@ -440,7 +456,7 @@ class Admin:
                 f"is held with fencing token {held.fence}, not {token}: by another holder, "
                 "which was left alone",
             )
-        if not (yield Op("unlock", (key, held.token), {})):
+        if not (yield from self._asking("unlock", key, held.token)):
             raise NotFoundError("lock", name, f"has no lease {token} any more: it ended meanwhile")
         info = attrs.evolve(LockInfo.of(held), name=name)
         if DEFAULTS.observers:
@@ -500,8 +516,8 @@ class Admin:
         """Return the records of *state* (any) of the function *name* (any), by their keys."""
         _check_inspector(self.backend)
         namespace = self.namespace
-        keys = yield Op("scan", (records_prefix(namespace, name), self.limit), {})
-        peeked = (yield Op("peek", (keys,), {})) if keys else []
+        keys = yield from self._asking("scan", records_prefix(namespace, name), self.limit)
+        peeked = (yield from self._asking("peek", keys)) if keys else []
         found = {}
         for key, each in zip(keys, peeked, strict=True):
             made_of = record_of_key(namespace, key)
@@ -521,7 +537,7 @@ class Admin:
                 "lease_ttl if its process died; deleting that claim would let a duplicate run"
             )
         keys = list((yield from self._finding(state, name)))
-        return int((yield Op("delete", (keys,), {}))) if keys else 0
+        return int((yield from self._asking("delete", keys))) if keys else 0
 
     # caches -------------------------------------------------------------------------------------
 
