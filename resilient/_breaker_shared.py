@@ -277,12 +277,9 @@ class Link:
         backend = self.backend()
         key = self.key()
         knew = self.base is not None
-        clock = DEFAULTS.clock
-        asked: float | None = None  # when the request whose reply told the store's time went
         try:
             if self.base is None or not _sends(exchange):
                 # no version to write at, or perhaps nothing to write: read what is stored
-                asked = clock.monotonic()
                 base = yield Op("get_versioned", (key,), {})
                 now = base.time
             else:
@@ -295,7 +292,6 @@ class Link:
                 if not seeded and base.version and data == base.value:
                     written = base  # nothing changed: adopt what is stored
                     break
-                asked = clock.monotonic()
                 written = yield Op(
                     "set_versioned",
                     (key, data),
@@ -308,7 +304,7 @@ class Link:
                 return self._give_back(exchange)
         except Exception as error:  # noqa: BLE001 - the breaker degrades; it never raises this
             return self._degrade(exchange, error, backend)
-        self._install(written, exchange, asked)
+        self._install(written, exchange)
         for transition in transitions:
             self._tell(transition)
         return answer
@@ -334,13 +330,8 @@ class Link:
             return replica, exchange._replace(outcomes=(), rejected=0), True
         return BreakerCore(policy), exchange, True
 
-    def _install(self, written: Versioned, exchange: Exchange, asked: float | None) -> None:
-        """Make the stored state this process's replica, keeping what calls did meanwhile.
-
-        *asked* is when the request that read *written*'s time was sent (None if none was: the
-        offset stays). The store read its clock between then and now: the middle is taken, so
-        a slow round trip does not make this process's view of the store's clock run late.
-        """
+    def _install(self, written: Versioned, exchange: Exchange) -> None:
+        """Make the stored state this process's replica, keeping what calls did meanwhile."""
         breaker = self.breaker
         local = DEFAULTS.clock.monotonic()
         with breaker._lock:
@@ -350,8 +341,7 @@ class Link:
             if replica.state is old.state and replica.epoch == exchange.epoch == old.epoch:
                 # the same closed epoch goes on: calls admitted on the old replica still count
                 replica.continue_counting(old)
-            if asked is not None:
-                self.offset = written.time - (asked + local) / 2
+            self.offset = written.time - local
             meanwhile = old.journal or []
             if meanwhile:  # counted while the sync was in flight: they go with the next one
                 later = Exchange(epoch=exchange.epoch, outcomes=tuple(meanwhile))
