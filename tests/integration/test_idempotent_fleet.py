@@ -477,8 +477,8 @@ def test_an_execution_resumed_past_its_lease_leaves_its_successors_record_alone(
 # --- a live execution outlasting its lease ------------------------------------------------------
 
 TRIALS, BATCH = 1_000, 25  # trials, run BATCH at a time, each on a key of its own
-SHORT_LEASE = 0.15  # seconds: renewed every 0.05 s
-SLOW = 0.4  # seconds an execution lasts: more than two leases
+SHORT_LEASE = 0.3  # seconds: renewed every 0.1 s, so a process stalled under 0.2 s keeps it
+SLOW = 0.8  # seconds an execution lasts: more than two leases
 RETRY = 0.05  # seconds a caller told "in progress" waits, on average, before it tries again
 
 # Each process calls every key of a batch once the processes met: even processes from one
@@ -546,7 +546,7 @@ async def keep_trying_async(key):
 
 # Before the trials, each process opens its connections and starts its threads (a burst of
 # work that, on a 2-core machine with four processes starting at once, can starve a renewer
-# for longer than a 0.15 s lease allows): what is under test is a process in its stride.
+# for longer than a 0.3 s lease allows): what is under test is a process in its stride.
 warming = resilient.idempotent(key="request_id", backend=backend, name="warm-up")
 
 
@@ -598,7 +598,7 @@ print(json.dumps({"outcomes": outcomes, "events": events}))
 def test_a_live_execution_outlasting_its_lease_is_never_taken_over(
     redis_url: str, client: redis.Redis
 ) -> None:
-    """1,000 trials of a 0.4 s execution under a 0.15 s lease, called meanwhile from 3 other
+    """1,000 trials of a 0.8 s execution under a 0.3 s lease, called meanwhile from 3 other
     processes: each executes once, and every caller gets its value."""
     args = (str(PROCESSES), str(TRIALS), str(BATCH), str(SHORT_LEASE), str(SLOW), str(RETRY))
     started = time.monotonic()
