@@ -25,9 +25,10 @@ hold other data, and a sharded store keeps each key with the keys derived from i
             yield backend
             backend.close()
 
-Override :attr:`BackendContract.key_prefix` if your backend only accepts keys under a
-namespace of its own. A backend that implements the optional protocols gets their checks by
-subclassing :class:`BroadcasterContract` and :class:`InspectorContract` too.
+Override the class attribute ``key_prefix`` (``"contract"`` by default) if your backend only
+accepts keys under a namespace of its own. A backend that implements the optional protocols
+gets their checks by subclassing :class:`BroadcasterContract` and :class:`InspectorContract`
+too.
 """
 
 from __future__ import annotations
