@@ -10,6 +10,9 @@
 #   lease is held now": the lease may have changed hands since the operator looked at it.
 # - `--json` prints one JSON document whose shapes docs/cli.md documents; fields may be added,
 #   never renamed or removed. Tables are for people and may change.
+# - A listing cut at the admin's limit is never shown as if complete: its JSON says
+#   `"truncated": true`, and a warning line goes to stderr (with --json too), the exit status
+#   staying 0.
 from __future__ import annotations
 
 import argparse
@@ -20,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from .admin import Admin, BreakerInfo, LockInfo, RecordInfo, RecordState
-from .cli import CommandError, Exit, open_redis, shown
+from .cli import CommandError, Exit, _prog, open_redis, shown
 from .exceptions import BackendUnavailableError, NotFoundError
 
 if TYPE_CHECKING:
@@ -90,14 +93,37 @@ def _print_json(out: TextIO, document: object) -> None:
     out.write(json.dumps(document, indent=2) + "\n")
 
 
+def _warn(message: str) -> None:
+    """Print the warning *message* on stderr, as one line."""
+    sys.stderr.write(f"{_prog()}: warning: {message}\n")
+
+
+def _over_limit(admin: Admin, whose: str) -> str:
+    """Say that more keys than the admin's limit are under *whose* prefix."""
+    return f"more than {admin.limit} keys are under {whose} prefix in namespace {admin.namespace!r}"
+
+
 # status -----------------------------------------------------------------------------------
 
 
 def _status(admin: Admin, args: argparse.Namespace, out: TextIO) -> None:
     breakers = admin.breakers()
     locks = admin.locks()
-    records = _by_state(admin.idempotency_records())
+    listed = admin.idempotency_records()
+    records = _by_state(listed)
     caches = admin.cache_stats()
+    truncated = {
+        "breakers": breakers.truncated,
+        "locks": locks.truncated,
+        "idempotency": listed.truncated,
+    }
+    cut = [_LISTINGS[listing] for listing, was in truncated.items() if was]
+    if cut:
+        whose = "their" if len(cut) == 1 else "each one's"
+        _warn(
+            f"the {' and the '.join(cut)} shown are incomplete: {_over_limit(admin, whose)}, "
+            f"of which {admin.limit} were looked at"
+        )
     if args.json:
         _print_json(
             out,
@@ -107,6 +133,7 @@ def _status(admin: Admin, args: argparse.Namespace, out: TextIO) -> None:
                 "locks": [info.to_dict() for info in locks],
                 "idempotency": records,
                 "caches": [info.to_dict() for info in caches],
+                "truncated": truncated,
             },
         )
         return
@@ -147,6 +174,7 @@ def _by_state(records: Sequence[RecordInfo]) -> list[dict[str, object]]:
 
 
 _STATES = [state.value for state in RecordState]
+_LISTINGS = {"breakers": "shared breakers", "locks": "locks", "idempotency": "idempotency records"}
 
 
 def _breaker_rows(breakers: Sequence[BreakerInfo]) -> list[list[str]]:
@@ -260,7 +288,15 @@ def _lock_release(admin: Admin, args: argparse.Namespace, out: TextIO) -> None:
 
 def _refuse_without_token(admin: Admin, args: argparse.Namespace) -> None:
     """Show the lease held now and the command that releases it; raise for the missing token."""
-    held = [info for info in admin.locks() if info.name == args.name]
+    locks = admin.locks()
+    held = [info for info in locks if info.name == args.name]
+    if not held and locks.truncated:
+        raise CommandError(
+            Exit.USAGE,
+            f"lock {args.name!r} is not among the locks looked at: {_over_limit(admin, 'their')}, "
+            f"of which {admin.limit} were looked at, so it may be held. Nothing was released: "
+            "add --token N, its lease's fencing token, to release it",
+        )
     if not held:
         raise NotFoundError("lock", args.name, f"is not held in namespace {admin.namespace!r}")
     leases = "; ".join(_lease(info) for info in held)
@@ -283,10 +319,19 @@ def _lease(info: LockInfo) -> str:
 
 def _idempotency_list(admin: Admin, args: argparse.Namespace, out: TextIO) -> None:
     records = admin.idempotency_records(args.state, name=args.name)
+    if records.truncated:
+        _warn(
+            f"the {_records_of(args.name)} shown are incomplete: {_over_limit(admin, 'their')}, "
+            f"of which {admin.limit} were looked at{_narrower(args.name)}"
+        )
     if args.json:
         _print_json(
             out,
-            {"namespace": admin.namespace, "records": [info.to_dict() for info in records]},
+            {
+                "namespace": admin.namespace,
+                "records": [info.to_dict() for info in records],
+                "truncated": records.truncated,
+            },
         )
         return
     _section(
@@ -302,6 +347,12 @@ def _idempotency_purge(admin: Admin, args: argparse.Namespace, out: TextIO) -> N
         purged = admin.purge_idempotency(args.state, name=args.name)
     except ValueError as error:  # in_progress: the admin API says why it is never purged
         raise CommandError(Exit.USAGE, f"--state {args.state}: {error}") from None
+    if purged.truncated:
+        _warn(
+            f"{args.state} {_records_of(args.name)} may be left: {_over_limit(admin, 'their')}, "
+            f"and the purge stopped when the {admin.limit} it looked at held none "
+            f"{args.state}{_narrower(args.name)}"
+        )
     if args.json:
         _print_json(
             out,
@@ -310,6 +361,7 @@ def _idempotency_purge(admin: Admin, args: argparse.Namespace, out: TextIO) -> N
                 "state": args.state,
                 "name": args.name,
                 "purged": purged,
+                "truncated": purged.truncated,
             },
         )
         return
@@ -318,6 +370,16 @@ def _idempotency_purge(admin: Admin, args: argparse.Namespace, out: TextIO) -> N
         f"purged {purged} {args.state} record{'' if purged == 1 else 's'}{of} in namespace "
         f"{admin.namespace!r}: a purged key executes again at its next call.\n"
     )
+
+
+def _records_of(name: str | None) -> str:
+    """Name the records of the function *name* (of every function for None), for a warning."""
+    return "idempotency records" + ("" if name is None else f" of {name!r}")
+
+
+def _narrower(name: str | None) -> str:
+    """Tell how to look at fewer keys, unless --name already does."""
+    return " (--name NAME looks at one function's records only)" if name is None else ""
 
 
 # cache ------------------------------------------------------------------------------------

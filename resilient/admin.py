@@ -12,15 +12,19 @@ documentation.
 # - Each operation is written once, as a procedure of backend effects, which `run_sync` (the
 #   plain methods) or `run_async` (the `a`-methods) performs on the admin's backend.
 # - Things are found by scanning their capability's key prefix (`Inspector.scan`: bounded SCAN
-#   steps on Redis, never KEYS), and read with `peek` and `get_versioned`. They are changed only
-#   through the primitives their capabilities use themselves (a compare-and-set of a shared
-#   breaker's state, a lock's token-checked unlock), so that every rule those keep still holds.
+#   steps on Redis, never KEYS), and read with `peek` and `get_versioned`. A scan asks for one
+#   key more than `limit` and never reads it: it only tells that a listing was cut, which the
+#   listing then says (`Listing.truncated`), since an operator must not take part for all.
+#   Things are changed only through the primitives their capabilities use themselves (a
+#   compare-and-set of a shared breaker's state, a lock's token-checked unlock), so that every
+#   rule those keep still holds.
 # - What is not kept on a backend is this process's own: breakers that are not shared.
-# - What comes back is data: small frozen classes that `to_dict()` makes JSON-ready.
+# - What comes back is data: small frozen classes that `to_dict()` makes JSON-ready, listed
+#   in a `Listing` (a list) or counted by a `Purged` (an int), which say what was cut.
 from __future__ import annotations
 
 import enum
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from typing import Any, TypeAlias, TypeVar
 
 import attrs
@@ -35,6 +39,7 @@ from ._drive import Op, emit, run_async, run_sync
 from ._idempotent import record_of_key, records_prefix
 from ._lock import lock_key, owner_of
 from .backends._types import Held
+from .backends.memory import MemoryBackend
 from .events import LockForceReleased
 from .exceptions import BackendUnavailableError, NotFoundError
 from .typing import Inspector
@@ -43,7 +48,9 @@ __all__ = [
     "Admin",
     "BreakerInfo",
     "CacheInfo",
+    "Listing",
     "LockInfo",
+    "Purged",
     "RecordInfo",
     "RecordState",
     "count_cache_hits",
@@ -59,6 +66,51 @@ def _plain(value: object) -> object:
 
 def _as_dict(info: attrs.AttrsInstance) -> dict[str, object]:
     return attrs.asdict(info, value_serializer=lambda _, __, value: _plain(value))
+
+
+class Listing(list[_T]):
+    """What a listing of :class:`Admin` found: a list, which also says whether it was cut.
+
+    A list in every other way (it compares equal to a list of the same items), so code that
+    took the listings for lists keeps working. Its repr is a list's, but for a cut one,
+    which shows ``truncated=True`` so that a glance in a console does not miss it.
+
+    Attributes:
+        truncated: Whether more keys than the admin's ``limit`` were under the capability's
+            prefix, so that the listing looked at ``limit`` of them and left the others out:
+            it may miss things, whatever its length (a key looked at may hold nothing, such as
+            a lock released meanwhile). Raise the admin's ``limit``, or narrow the listing
+            (``name=``, for records), to see them all.
+    """
+
+    __slots__ = ("truncated",)
+
+    def __init__(self, items: Iterable[_T] = (), *, truncated: bool = False) -> None:
+        super().__init__(items)
+        self.truncated = truncated
+
+    def __repr__(self) -> str:
+        items = super().__repr__()
+        return f"Listing({items}, truncated=True)" if self.truncated else items
+
+
+class Purged(int):
+    """How many records a purge deleted: an int, which also says whether it may have left some.
+
+    Attributes:
+        truncated: Whether the purge stopped with records of its state possibly left: more
+            keys than the admin's ``limit`` were still under the prefix and none of the
+            ``limit`` it looked at was one to delete (they were records of other states, or
+            of other functions). Raise the admin's ``limit``, or narrow the purge (``name=``).
+    """
+
+    truncated: bool
+
+    def __new__(cls, count: int, *, truncated: bool = False) -> Purged:
+        """Return *count*, with whether the purge left records unseen."""
+        purged = super().__new__(cls, count)
+        purged.truncated = truncated
+        return purged
 
 
 @attrs.frozen(kw_only=True)
@@ -193,7 +245,8 @@ class Admin:
             anything that finds things by listing them.
         namespace: The namespace to look in; by default the configured one.
         limit: The most keys one listing looks at, per capability: a bound on the work a
-            listing makes the backend do.
+            listing makes the backend do. A listing that found more keys than that returns
+            ``limit`` of them and says so (:attr:`Listing.truncated`).
 
     Raises:
         TypeError: For a *backend* that is not an Inspector.
@@ -260,15 +313,16 @@ class Admin:
 
     # breakers -----------------------------------------------------------------------------------
 
-    def breakers(self) -> list[BreakerInfo]:
+    def breakers(self) -> Listing[BreakerInfo]:
         """Return every breaker: those shared on the backend, and this process's own.
 
         Sorted by name. A shared breaker is read as the backend keeps it, which a process
-        may be up to its ``sync_interval`` ahead of.
+        may be up to its ``sync_interval`` ahead of. Only the shared ones are looked for on
+        the backend: ``truncated`` when more keys than ``limit`` were there.
         """
         return self._run(self._breakers())
 
-    async def abreakers(self) -> list[BreakerInfo]:
+    async def abreakers(self) -> Listing[BreakerInfo]:
         """Return every breaker (see :meth:`breakers`)."""
         return await self._arun(self._breakers())
 
@@ -339,21 +393,23 @@ class Admin:
         """Disable the breaker *name* (see :meth:`disable_breaker`)."""
         return await self._arun(self._acting(name, "disable"))
 
-    def _breakers(self) -> _Steps[list[BreakerInfo]]:
-        _check_inspector(self.backend)
+    def _breakers(self) -> _Steps[Listing[BreakerInfo]]:
+        keys, truncated = yield from self._scanning(f"{self.namespace}:breaker:")
         found = [
             BreakerInfo.of(each._snapshot(), shared=False)
             for each in live_breakers()
             if each._link is None
         ]
-        for key in (yield from self._asking("scan", f"{self.namespace}:breaker:", self.limit)):
+        for key in keys:
             stored = yield from self._asking("get_versioned", key)
             read = stored_state(stored)
             if read is not None:
                 name, state = read
                 state.tick(stored.time)  # an open time that has passed reads half-open
                 found.append(BreakerInfo.of(state.stats(name, stored.time), shared=True))
-        return sorted(found, key=lambda info: (info.name, info.shared))
+        return Listing(
+            sorted(found, key=lambda info: (info.name, info.shared)), truncated=truncated
+        )
 
     def _breaker(self, name: str) -> _Steps[BreakerInfo]:
         live = live_breaker(name)
@@ -386,20 +442,34 @@ class Admin:
         return BreakerInfo.of(acted.state.stats(name, acted.time), shared=True)
 
     def _no_breaker(self, name: str) -> NotFoundError:
+        backend, namespace = self.backend, self.namespace
+        if isinstance(backend, MemoryBackend):  # what it keeps, this process made
+            return NotFoundError(
+                "breaker",
+                name,
+                f"was not made in this process (nor is one kept on {backend!r} in namespace "
+                f"{namespace!r}): a MemoryBackend is in-process, so an Admin sees the breakers "
+                "of the process it runs in only; ask one in the process that made the breaker",
+            )
         return NotFoundError(
             "breaker",
             name,
-            f"is neither shared on {self.backend!r} in namespace {self.namespace!r} nor a "
-            "breaker of this process",
+            f"is not kept on {backend!r} in namespace {namespace!r}, where every process keeps "
+            "its shared=True breakers, and this process made none of that name; a breaker that "
+            "is not shared lives in the process that made it, where only an Admin of that "
+            "process sees it",
         )
 
     # locks --------------------------------------------------------------------------------------
 
-    def locks(self) -> list[LockInfo]:
-        """Return every lock held now, by name and then fencing token."""
+    def locks(self) -> Listing[LockInfo]:
+        """Return every lock held now, by name and then fencing token.
+
+        ``truncated`` when more keys than ``limit`` were under the locks' prefix.
+        """
         return self._run(self._locks())
 
-    async def alocks(self) -> list[LockInfo]:
+    async def alocks(self) -> Listing[LockInfo]:
         """Return every lock held now (see :meth:`locks`)."""
         return await self._arun(self._locks())
 
@@ -425,16 +495,17 @@ class Admin:
         """Release a lease of the lock *name* (see :meth:`release_lock`)."""
         return await self._arun(self._releasing(name, token))
 
-    def _locks(self) -> _Steps[list[LockInfo]]:
-        _check_inspector(self.backend)
-        keys = yield from self._asking("scan", f"{self.namespace}:lock:", self.limit)
+    def _locks(self) -> _Steps[Listing[LockInfo]]:
+        keys, truncated = yield from self._scanning(f"{self.namespace}:lock:")
         peeked = (yield from self._asking("peek", keys)) if keys else []
         held = [
             LockInfo.of(each.held)
             for each in peeked
             if each.held is not None and each.held.fence is not None
         ]
-        return sorted(held, key=lambda info: (info.name or "", info.token))
+        return Listing(
+            sorted(held, key=lambda info: (info.name or "", info.token)), truncated=truncated
+        )
 
     def _releasing(self, name: str, token: int) -> _Steps[LockInfo]:
         given: object = token  # typed for callers; checked as whatever arrived
@@ -470,8 +541,11 @@ class Admin:
 
     def idempotency_records(
         self, state: RecordState | str | None = None, *, name: str | None = None
-    ) -> list[RecordInfo]:
+    ) -> Listing[RecordInfo]:
         """Return the records of idempotency keys, by function name; only of *state* if given.
+
+        ``truncated`` when more keys than ``limit`` were under the records' prefix (of
+        the function *name*, if given), whatever the state asked for.
 
         Args:
             state: A :class:`RecordState` or its value (``"completed"``, ``"failed"``,
@@ -485,15 +559,21 @@ class Admin:
 
     async def aidempotency_records(
         self, state: RecordState | str | None = None, *, name: str | None = None
-    ) -> list[RecordInfo]:
+    ) -> Listing[RecordInfo]:
         """Return the records of idempotency keys (see :meth:`idempotency_records`)."""
         return await self._arun(self._records(_state(state), name))
 
-    def purge_idempotency(self, state: RecordState | str, *, name: str | None = None) -> int:
+    def purge_idempotency(self, state: RecordState | str, *, name: str | None = None) -> Purged:
         """Delete the records of *state* (of the function *name* only, if given); return how many.
 
         A key whose record is deleted executes again at its next call. This process's own
         copies (``local_ttl=``) are not deleted: each lasts its ``local_ttl`` at most.
+
+        It purges what a listing finds, again and again while the listing was cut (by
+        ``limit``) and found records to delete, so it deletes them all, however many.
+        It stops with :attr:`Purged.truncated` set when a listing was cut and found none to
+        delete: the records it looked at were all of other states (or functions), and
+        those beyond them may hold some it could not reach.
 
         Raises:
             ValueError: For ``"in_progress"``: that is a running call's claim, which ends with
@@ -502,21 +582,26 @@ class Admin:
         """
         return self._run(self._purging(_state(state), name))
 
-    async def apurge_idempotency(self, state: RecordState | str, *, name: str | None = None) -> int:
+    async def apurge_idempotency(
+        self, state: RecordState | str, *, name: str | None = None
+    ) -> Purged:
         """Delete the records of *state* (see :meth:`purge_idempotency`)."""
         return await self._arun(self._purging(_state(state), name))
 
-    def _records(self, state: RecordState | None, name: str | None) -> _Steps[list[RecordInfo]]:
-        found = yield from self._finding(state, name)
-        return sorted(found.values(), key=lambda info: (info.name, info.id))
+    def _records(self, state: RecordState | None, name: str | None) -> _Steps[Listing[RecordInfo]]:
+        found, truncated = yield from self._finding(state, name)
+        ordered = sorted(found.values(), key=lambda info: (info.name, info.id))
+        return Listing(ordered, truncated=truncated)
 
     def _finding(
         self, state: RecordState | None, name: str | None
-    ) -> _Steps[dict[str, RecordInfo]]:
-        """Return the records of *state* (any) of the function *name* (any), by their keys."""
-        _check_inspector(self.backend)
+    ) -> _Steps[tuple[dict[str, RecordInfo], bool]]:
+        """Return the records of *state* (any) of the function *name* (any), by their keys.
+
+        And whether the listing was cut at the limit.
+        """
         namespace = self.namespace
-        keys = yield from self._asking("scan", records_prefix(namespace, name), self.limit)
+        keys, truncated = yield from self._scanning(records_prefix(namespace, name))
         peeked = (yield from self._asking("peek", keys)) if keys else []
         found = {}
         for key, each in zip(keys, peeked, strict=True):
@@ -527,17 +612,32 @@ class Admin:
                 continue
             ttl = held.ttl if where is RecordState.IN_PROGRESS and held is not None else each.ttl
             found[key] = RecordInfo(name=made_of[0], id=made_of[1], state=where, ttl=ttl)
-        return found
+        return found, truncated
 
-    def _purging(self, state: RecordState | None, name: str | None) -> _Steps[int]:
+    def _purging(self, state: RecordState | None, name: str | None) -> _Steps[Purged]:
         if state is RecordState.IN_PROGRESS or state is None:
             raise ValueError(
                 "purge_idempotency() deletes records that are stored: completed, failed or "
                 "unreadable. A call in progress holds its key until it ends, or for its "
                 "lease_ttl if its process died; deleting that claim would let a duplicate run"
             )
-        keys = list((yield from self._finding(state, name)))
-        return int((yield from self._asking("delete", keys))) if keys else 0
+        purged = 0
+        while True:  # each round deletes what it found, so that the next one looks further
+            found, truncated = yield from self._finding(state, name)
+            if found:
+                purged += int((yield from self._asking("delete", list(found))))
+            if not (found and truncated):
+                return Purged(purged, truncated=truncated)
+
+    def _scanning(self, prefix: str) -> _Steps[tuple[list[str], bool]]:
+        """Return up to ``limit`` keys under *prefix*, and whether there were more.
+
+        A scan returns as many keys as there are, up to its limit: asked for one key more
+        than ours, it tells exactly whether a listing was cut. That key is dropped unread.
+        """
+        _check_inspector(self.backend)
+        keys = yield from self._asking("scan", prefix, self.limit + 1)
+        return keys[: self.limit], len(keys) > self.limit
 
     # caches -------------------------------------------------------------------------------------
 

@@ -343,6 +343,9 @@ class Inspector(Protocol):
         keeps a lock in several keys, which the scan lists as one). A key listed may hold
         nothing by the time it is read; a store that keeps other structures under keys of
         their own (Redis's indexes) may list those too.
+
+        Fewer than *limit* keys only when there are no more: :class:`resilient.admin.Admin`
+        asks for one key more than it reads, to tell that a listing was cut.
         """
 
     async def ascan(self, prefix: str, limit: int) -> list[str]:

@@ -16,10 +16,12 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from admin_support import CALLER, HOLDER, SYNC_INTERVAL
 from cache_support import PATIENCE, python_processes, running
 from redis_fixtures import Backends
@@ -31,6 +33,7 @@ from resilient.cli import Exit
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
 HOST = socket.gethostname()
 SLACK = 1.0  # room for a loaded machine, on top of each bound
+LIMIT = Admin().limit  # the keys a listing of the command line looks at
 
 
 def resilient(*args: str) -> subprocess.CompletedProcess[str]:
@@ -56,6 +59,15 @@ def json_of(*args: str, shape: str) -> Any:
     document = json.loads(succeeded(*args, "--json"))
     conforms(document, documented(shape))
     return document
+
+
+def warned(*args: str) -> tuple[str, str]:
+    """Run the command, which must exit 0 with one warning line on stderr; stdout and the line."""
+    done = resilient(*args)
+    assert done.returncode == 0, done.stderr
+    (warning,) = done.stderr.splitlines()
+    assert warning.startswith("python -m resilient: warning: "), done.stderr
+    return done.stdout, warning
 
 
 def failed(code: Exit, *args: str) -> str:
@@ -172,6 +184,7 @@ def test_status_shows_what_other_processes_keep(redis_url: str) -> None:
             "locks": [],
             "idempotency": [],
             "caches": [],
+            "truncated": {"breakers": False, "locks": False, "idempotency": False},
         }
 
 
@@ -282,7 +295,60 @@ def test_idempotency_purge_lets_the_keys_another_process_stored_execute_again(
         pass
     assert second == [["orders r1", "orders r2"]]  # the failure and the invoice were replayed
     purged = json_of("idempotency", "purge", "--state", "failed", *on, shape="idempotency-purge")
-    assert purged == {"namespace": "resilient", "state": "failed", "name": None, "purged": 1}
+    assert purged == {
+        "namespace": "resilient",
+        "state": "failed",
+        "name": None,
+        "purged": 1,
+        "truncated": False,
+    }
+
+
+def test_listings_cut_at_the_limit_warn_and_say_so_in_their_json(
+    redis_url: str, client: redis.Redis
+) -> None:
+    """Past 10,000 record keys: a warning on stderr, "truncated" in JSON; --name narrows."""
+    with python_processes(MAKER, redis_url, count=1) as made:
+        pass
+    assert made == [["orders r1", "orders r2", "orders r3", "invoices r1"]]
+    filler = client.pipeline(transaction=False)
+    for _ in range(LIMIT):  # unreadable records of another function, as a store may hold
+        filler.set(f"resilient:idempotent:filler:{{{uuid.uuid4().hex}}}", b"?", ex=600)
+    filler.execute()
+    on = ["--redis", redis_url]
+    cut = (
+        f"more than {LIMIT} keys are under their prefix in namespace 'resilient', "
+        f"of which {LIMIT} were looked at"
+    )
+    tables, warning = warned("status", *on)
+    assert warning.endswith(f": the idempotency records shown are incomplete: {cut}")
+    assert "\nIdempotency records\n" in tables
+    out, warning = warned("status", "--json", *on)
+    status = json.loads(out)
+    conforms(status, documented("status"))
+    assert status["truncated"] == {"breakers": False, "locks": False, "idempotency": True}
+    out, warning = warned("idempotency", "list", "--json", *on)
+    listed = json.loads(out)
+    conforms(listed, documented("idempotency-list"))
+    assert (len(listed["records"]), listed["truncated"]) == (LIMIT, True)
+    assert warning.endswith(f"{cut} (--name NAME looks at one function's records only)")
+    orders = json_of("idempotency", "list", "--name", "orders", *on, shape="idempotency-list")
+    assert len(orders["records"]) == 3
+    assert orders["truncated"] is False
+    out, warning = warned("idempotency", "purge", "--state", "failed", "--json", *on)
+    blind = json.loads(out)
+    assert blind["truncated"] is True  # it purged the failed record only if it came across it
+    assert "failed idempotency records may be left: more than" in warning
+    named = ["idempotency", "purge", "--state", "failed", "--name", "orders", *on]
+    rest = json_of(*named, shape="idempotency-purge")
+    assert rest["truncated"] is False
+    assert blind["purged"] + rest["purged"] == 1
+    for _ in range(LIMIT + 1):  # lock keys that hold no lease: listed, never shown
+        filler.set(f"resilient:lock:{{{uuid.uuid4().hex}}}:fence", 1, ex=600)
+    filler.execute()
+    refused = failed(Exit.USAGE, "lock", "release", "sheets-sync", *on)
+    assert "lock 'sheets-sync' is not among the locks looked at: more than" in refused
+    assert "Nothing was released: add --token N" in refused
 
 
 # Calls a cached function for users 1, 2 and 3 on the Redis at argv[1], tagged per user;
