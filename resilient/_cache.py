@@ -12,6 +12,10 @@
 #   On a shared backend the leader's read also takes the key's claim (one round trip), so one
 #   process in the cluster computes and the others wait until its put releases the claim
 #   (woken by the backend, not polling), then read the value.
+# - Every such wait, for a flight here or a claim elsewhere, stops at the caller's deadline
+#   (`resilient.deadline`) with TimeoutError, as `@deduped` does. A leader whose deadline comes
+#   while another process computes abandons its flight: its followers wait on, one leading,
+#   and never inherit a deadline that was not theirs. The stored value is left alone.
 # - Fail open: a backend error never reaches the caller. The call runs the function and
 #   returns its value; after three failures in a row the backend is skipped for a short
 #   cool-down, then probed again; one BackendFailed event per second per cache at most.
@@ -55,9 +59,10 @@ from typing import (
 import attrs
 import wrapt
 
-from . import _config
+from . import _config, exceptions
 from ._config import DEFAULTS, check_namespace, on_change
 from ._core.cache import CachePolicy, Freshness, judge
+from ._deadline import current as current_deadline
 from ._decorate import Call, Decorator, Target, Wrapper
 from ._drive import (
     CALL,
@@ -71,7 +76,7 @@ from ._drive import (
     run_sync,
     type_name,
 )
-from ._flight import Flights
+from ._flight import Flight, Flights, LateError
 from ._keys import CallKeys, digest
 from .backends._types import Claim, Fetched
 from .backends.memory import LruStore, MemoryBackend
@@ -547,7 +552,7 @@ class _CachedCall:
                 return self._served(key, value, verdict)
             flight, leads = self.flights.join(key)
             if not leads:
-                yield Join(flight.landing)
+                yield from self._follow(flight, now)
                 if flight.abandoned:
                     continue
                 return self._followed(flight, now)
@@ -598,20 +603,51 @@ class _CachedCall:
             flight, leads = self.flights.join(key)
             if leads:
                 break
-            yield Join(flight.landing)
+            yield from self._follow(flight, clock.monotonic())
             if not flight.abandoned:
                 return self._followed(flight, clock.monotonic())
         try:
             value, status = yield from self._lead(key, indexes, near)
+        except LateError:  # this caller's deadline came: its followers wait on, one leading
+            self.flights.abandon(key, flight)
+            raise self._late() from None
         except BaseException as exc:
             self.flights.land(key, flight, error=exc)
             raise
         self.flights.land(key, flight, value=value, extra=status)
         return value
 
+    def _follow(self, flight: Flight, start: float) -> Procedure:
+        """Wait for *flight* to land, never past the caller's deadline (then raise)."""
+        ambient = current_deadline()  # the caller's (`resilient.deadline`)
+        if ambient is None:
+            yield Join(flight.landing)
+        elif not (yield Join(flight.landing, ambient - start)):
+            raise self._late()
+
+    def _late(self) -> exceptions.TimeoutError:
+        return exceptions.TimeoutError(self.name, None, "waited for a value being computed past")
+
+    def _patience(self, now: float) -> float:
+        """Seconds to wait now for another process's computation: its lease, cut to the deadline.
+
+        Raises LateError once the caller's deadline has come.
+        """
+        ambient = current_deadline()  # the caller's (`resilient.deadline`)
+        if ambient is None:
+            return self.policy.lease_ttl
+        if ambient <= now:
+            raise LateError
+        return min(self.policy.lease_ttl, ambient - now)
+
     def _lead(
         self, key: str, indexes: tuple[str, ...], near: tuple[_Local, Hashable] | None
     ) -> Procedure:
+        """Read *key*, or compute and store it, or wait for the process computing it.
+
+        Returns the value and how it was answered; raises LateError once the caller's deadline
+        comes while another process computes it.
+        """
         clock = DEFAULTS.clock
         start = clock.monotonic()
         if start < self.health.skip_until:
@@ -661,12 +697,14 @@ class _CachedCall:
                         generation=generation,
                     )
                 return self._missed(value, start), CacheStatus.MISS
-            if clock.monotonic() - start >= self.policy.lease_ttl:
+            now = clock.monotonic()
+            if now - start >= self.policy.lease_ttl:
                 # the filler outlived its lease without storing: compute rather than wait on
                 value = yield CALL
                 return self._missed(value, start), CacheStatus.MISS
+            wait = self._patience(now)  # outside the try: LateError is not a backend's failure
             try:
-                yield Op("wait_released", (key, self.policy.lease_ttl), {})
+                yield Op("wait_released", (key, wait), {})
             except Exception as exc:
                 self._failed("wait", exc)
                 return (yield from self._bypass())

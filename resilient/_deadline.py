@@ -7,8 +7,8 @@
 # - Deadlines nest: an inner block's deadline is the earlier of its own and the one around
 #   it; leaving the block brings back the one around it.
 # - Capabilities that wait read it (`current()`): retry never sleeps past it and starts no
-#   attempt after it; lock, single-flight and idempotency waits stop at it. Reading it costs
-#   one context variable lookup, and only where a capability is about to wait.
+#   attempt after it; lock, single-flight, cached-value and idempotency waits stop at it.
+#   Reading it costs one context variable lookup, and only where a capability is about to wait.
 from __future__ import annotations
 
 import contextvars
@@ -113,9 +113,10 @@ def deadline(seconds: float | timedelta) -> Deadline:
     """Return a block within which everything must be done in *seconds* (or a ``timedelta``).
 
     Inside it, :func:`remaining` says how long is left; ``@retry`` never waits past it and
-    starts no attempt after it; waits for a lock, a single flight or an idempotent call stop
-    at it. Blocks nest, and the earliest deadline wins. It does not interrupt anything by
-    itself: for that, use :func:`resilient.timeout` on async code.
+    starts no attempt after it; waits for a lock, a single flight, an idempotent call or a
+    cached value another caller is computing stop at it. Blocks nest, and the earliest
+    deadline wins. It does not interrupt anything by itself: for that, use
+    :func:`resilient.timeout` on async code.
 
     Raises:
         ValueError: For *seconds* that are not positive.

@@ -6,7 +6,9 @@
 #   polling. Sync threads and asyncio tasks in any loop can follow the same flight.
 # - A leader that ends with a BaseException that is not an Exception (cancellation,
 #   KeyboardInterrupt) abandons the flight: its followers are woken and try again, one of them
-#   leading; they never inherit a cancellation that was not theirs.
+#   leading; they never inherit a cancellation that was not theirs. So does a leader that
+#   gives up for a reason of its own (`abandon`: its deadline came while it waited for
+#   another process), so that its followers never inherit a deadline that was not theirs.
 # - The registry holds a flight only while it runs, so it is bounded by the calls in progress.
 # - A flight's Signal is made by its first follower, under the registry's lock: a flight nobody
 #   follows (nearly all of them) costs no lock, event or wake-up.
@@ -17,7 +19,11 @@ from collections.abc import Hashable
 
 from ._signal import Signal
 
-__all__ = ["Flight", "Flights"]
+__all__ = ["Flight", "Flights", "LateError"]
+
+
+class LateError(Exception):
+    """A leader's deadline came while it waited for another process: it abandons its flight."""
 
 
 class Flight:
@@ -75,9 +81,17 @@ class Flights:
         An *error* that is not an :class:`Exception` abandons the flight instead.
         """
         if error is not None and not isinstance(error, Exception):
-            flight.abandoned = True
-        else:
-            flight.value, flight.extra, flight.error = value, extra, error
+            self.abandon(key, flight)
+            return
+        flight.value, flight.extra, flight.error = value, extra, error
+        self._end(key, flight)
+
+    def abandon(self, key: Hashable, flight: Flight) -> None:
+        """Leave *flight* without an outcome: its followers wake and try again, one leading."""
+        flight.abandoned = True
+        self._end(key, flight)
+
+    def _end(self, key: Hashable, flight: Flight) -> None:
         with self._lock:
             if self._flights.get(key) is flight:
                 del self._flights[key]

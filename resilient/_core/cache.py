@@ -111,7 +111,8 @@ class CachePolicy:
         tags: Names to invalidate entries by (:func:`resilient.invalidate_tags`); templates
             such as ``"user:{user_id}"`` are filled in per call.
         lease_ttl: Seconds another process waits for the one computing a missing value before
-            computing it too (so a crashed process frees the key).
+            computing it too (so a crashed process frees the key); a caller's
+            :func:`resilient.deadline` cuts the wait short.
         backend: Where entries live; by default the configured backend.
         local_ttl: With a shared backend, also keep each value read from it in this
             process's memory for up to this many seconds (never past its freshness), so that
