@@ -40,7 +40,7 @@ from ._core.dedupe import DedupePolicy
 from ._deadline import current as current_deadline
 from ._decorate import Call, Decorator, Target, resolve_policy
 from ._drive import CALL, Join, Op, Procedure, backend_failed, emit, run_async, run_sync, type_name
-from ._flight import Flights
+from ._flight import Flights, LateError
 from ._keys import CallKeys
 from ._lock import Lease, Lock, LockPolicy
 from ._renewal import renewed_call
@@ -123,6 +123,9 @@ class _Deduping:
                     self._emit(DedupeTakenOver, waited=start - left)
                 try:
                     value = (yield CALL) if across is None else (yield from across())
+                except LateError:  # its deadline came: its followers wait on, one leading
+                    self.flights.abandon(key, flight)
+                    raise self._late() from None
                 except BaseException as error:
                     self.flights.land(key, flight, error=error)
                     raise
@@ -135,7 +138,7 @@ class _Deduping:
             if ambient is None:
                 yield Join(flight.landing)
             elif not (yield Join(flight.landing, ambient - start)):
-                raise exceptions.TimeoutError(self.name, None, "waited for a shared call past")
+                raise self._late()
             if flight.abandoned:  # the leader was cancelled or interrupted: try again
                 left = start if left is None else left
                 continue
@@ -143,6 +146,9 @@ class _Deduping:
             if flight.error is not None:
                 raise flight.error
             return flight.value
+
+    def _late(self) -> exceptions.TimeoutError:
+        return exceptions.TimeoutError(self.name, None, "waited for a shared call past")
 
     # across processes --------------------------------------------------------------------------
 
@@ -174,7 +180,7 @@ class _Deduping:
             ambient = current_deadline()  # the caller's (`resilient.deadline`)
             if ambient is not None:
                 if (left := ambient - clock.monotonic()) <= 0:
-                    raise exceptions.TimeoutError(self.name, None, "waited for a shared call past")
+                    raise LateError
                 wait = min(wait, left)
             try:
                 yield Op("wait_released", (key, wait), {}, backend)

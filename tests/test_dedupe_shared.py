@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from cache_support import PATIENCE, EventLog, pause
+import redis
+from cache_support import PATIENCE, EventLog, eventually, pause
 from redis_fixtures import Backends
 from redis_infra import FaultProxyFactory, RedisServer, commands_sent
 
@@ -22,6 +24,7 @@ from resilient import deduped
 from resilient.backends import MemoryBackend
 from resilient.events import BackendFailed, DedupeJoined, DedupeLed, DedupeTakenOver
 from resilient.exceptions import SharedFlightError
+from resilient.exceptions import TimeoutError as ResilientTimeoutError
 
 Participants = Callable[..., tuple[Any, Any]]
 
@@ -124,6 +127,46 @@ def test_a_cancelled_leader_leaves_the_flight_to_the_other_participant(
 
     assert asyncio.run(main()) == "EUR:2"
     assert [type(event) for event in log.events].count(DedupeTakenOver) == 1
+
+
+def test_followers_of_a_leader_whose_deadline_came_wait_on(
+    backends: Backends, redis_url: str, client: redis.Redis
+) -> None:
+    """A caller without a deadline, behind one that gave up waiting for another process, waits on.
+
+    The leader of this process's flight waits for another participant's execution until its
+    deadline; the caller following it has none, so it must not get that timeout: it takes the
+    lead and gets the other participant's value.
+    """
+    runs: list[str] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def rates(currency: str) -> dict[str, float]:
+        runs.append(currency)
+        entered.set()
+        release.wait(PATIENCE)
+        return {currency: 1.08}
+
+    first, second = two(rates, backends(redis_url))
+
+    def impatient() -> Any:
+        with resilient.deadline(1.0):  # time for the patient caller to follow it
+            return second("EUR")
+
+    with ThreadPoolExecutor(3) as pool:
+        running = pool.submit(first, "EUR")
+        assert entered.wait(PATIENCE)
+        leading = pool.submit(impatient)
+        # it waits for the other participant once it listens for its lock's release
+        assert eventually(lambda: bool(client.pubsub_channels("*rates*")))
+        patient = pool.submit(second, "EUR")
+        with pytest.raises(ResilientTimeoutError):
+            leading.result(PATIENCE)
+        assert not patient.done()  # it waits on, for the other participant's execution
+        release.set()
+        assert running.result(PATIENCE) == {"EUR": 1.08}
+        assert patient.result(PATIENCE) == {"EUR": 1.08}
+    assert runs == ["EUR"]
 
 
 def test_a_leader_that_outlives_its_lease_ttl_is_renewed_and_not_taken_over(
