@@ -23,6 +23,12 @@
 #   seen the stored state at all.
 # - Transitions the backend's state makes are reported by the process that wrote them; a
 #   replica's own trip is a forecast and is not reported.
+# - The store's clock is estimated from every reply: it read its clock between the request's
+#   sending and the reply's arrival, which bounds the offset of its clock from this process's;
+#   the link keeps the intersection of those bounds (`ClockOffset`) and works on its middle.
+#   Only a reply that arrived in this sync shows the store's current state or time: a write
+#   that would change nothing of the view this process kept is made all the same, so that
+#   the store, not the old view, says whether it is current.
 # - A backend that fails (an error, a timeout, a conflict that will not settle) leaves the
 #   process on its replica alone, which then decides everything locally, probes included, and
 #   reports its transitions; one BackendFailed event says so. After a cool-down a call tries
@@ -38,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ._config import DEFAULTS
 from ._core.breaker import Admission, BreakerCore, BreakerState, Exchange, Permit, Transition
+from ._core.clock_offset import ClockOffset
 from ._drive import Join, Op, backend_failed
 from ._signal import Signal
 from .backends._types import Versioned
@@ -78,6 +85,7 @@ class Link:
         "reported_rejections",
         "retry_at",
         "stem",
+        "store_clock",
         "synced_at",
     )
 
@@ -85,7 +93,8 @@ class Link:
         self.breaker = breaker
         self.stem = _stem(breaker.name)
         self.base: Versioned | None = None  # the last stored state this process knows of
-        self.offset = 0.0  # the store's clock minus this process's clock
+        self.store_clock = ClockOffset()  # what the replies so far tell of the store's clock
+        self.offset = 0.0  # the store's clock minus this process's: the estimate
         self.synced_at = -math.inf
         self.flight: Signal | None = None  # set while this process syncs
         self.degraded = False
@@ -280,26 +289,28 @@ class Link:
         try:
             if self.base is None or not _sends(exchange):
                 # no version to write at, or perhaps nothing to write: read what is stored
-                base = yield Op("get_versioned", (key,), {})
-                now = base.time
-            else:
-                base = self.base
+                base = yield from self._ask(Op("get_versioned", (key,), {}))
+                now, answered = base.time, True
+            else:  # write at the version last seen: the store says whether it is still current
+                base, answered = self.base, False
                 now = DEFAULTS.clock.monotonic() + self.offset
             for _ in range(_CONFLICTS):
-                core, sent, seeded = self._stored(base, exchange, knew=knew)
-                transitions, answer = core.apply(sent, now)
+                core, rest, seeded = self._stored(base, exchange, knew=knew)
+                transitions, answer = core.apply(rest, now)
                 data = {**core.to_data(now), "name": self.breaker.name}
-                if not seeded and base.version and data == base.value:
-                    written = base  # nothing changed: adopt what is stored
+                if answered and not seeded and base.version and data == base.value:
+                    written = base  # nothing changed since the store answered: adopt its state
                     break
-                written = yield Op(
-                    "set_versioned",
-                    (key, data),
-                    {"version": base.version, "ttl": _STATE_TTL, "writer": uuid.uuid4().hex},
+                written = yield from self._ask(
+                    Op(
+                        "set_versioned",
+                        (key, data),
+                        {"version": base.version, "ttl": _STATE_TTL, "writer": uuid.uuid4().hex},
+                    )
                 )
                 if written.stored:
                     break
-                base, now = written, written.time
+                base, now, answered = written, written.time, True
             else:  # the backend works but others keep writing first: try again later
                 return self._give_back(exchange)
         except Exception as error:  # noqa: BLE001 - the breaker degrades; it never raises this
@@ -308,6 +319,15 @@ class Link:
         for transition in transitions:
             self._tell(transition)
         return answer
+
+    def _ask(self, op: Op) -> Steps:
+        """Run *op* (a versioned read or write); learn the store's clock from its reply."""
+        sent = DEFAULTS.clock.monotonic()
+        reply: Versioned = yield op
+        received = DEFAULTS.clock.monotonic()
+        with self.breaker._lock:
+            self.offset = self.store_clock.heard(reply.time, sent, received)
+        return reply
 
     def _stored(
         self, base: Versioned, exchange: Exchange, *, knew: bool
@@ -341,7 +361,6 @@ class Link:
             if replica.state is old.state and replica.epoch == exchange.epoch == old.epoch:
                 # the same closed epoch goes on: calls admitted on the old replica still count
                 replica.continue_counting(old)
-            self.offset = written.time - local
             meanwhile = old.journal or []
             if meanwhile:  # counted while the sync was in flight: they go with the next one
                 later = Exchange(epoch=exchange.epoch, outcomes=tuple(meanwhile))

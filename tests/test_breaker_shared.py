@@ -184,6 +184,31 @@ def test_controls_act_on_the_stored_state(fleet: Fleet, clock: FakeClock, log: E
     assert [type(e) for e in log.events if not isinstance(e, BackendFailed)][-1] is BreakerClosed
 
 
+def test_a_control_that_changes_nothing_in_an_old_view_still_reaches_the_store(
+    fleet: Fleet, clock: FakeClock
+) -> None:
+    """disable() where the view is disabled already, but the store was closed since: disabled."""
+    first, second = fleet.process(), fleet.process()
+    first.disable()
+    second.close()
+    clock.advance(5)
+    first.disable()
+    assert fleet.stored()["state"] == "disabled"
+    assert second.state is BreakerState.DISABLED
+
+
+def test_the_store_clock_is_never_read_from_an_old_answer(
+    fleet: Fleet, clock: FakeClock, log: EventLog
+) -> None:
+    """A control that changes nothing keeps the view's clock: the next transition is on time."""
+    view = fleet.process()
+    view.disable()
+    clock.advance(5)
+    view.disable()
+    view.open()
+    assert [event.time for event in log.of(BreakerOpened)] == [5.0]
+
+
 def test_a_corrupt_stored_state_is_replaced_not_raised(fleet: Fleet, clock: FakeClock) -> None:
     """A stored value that is not a breaker's state is overwritten with a working one."""
     view = fleet.process()
