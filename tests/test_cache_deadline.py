@@ -34,6 +34,20 @@ def gave_up_in_time(elapsed: float) -> bool:
     return DEADLINE - EARLY <= elapsed < DEADLINE + LATE
 
 
+class HeldLoad:
+    """A slow load in threads: it runs until the test releases it (PATIENCE at most)."""
+
+    def __init__(self) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.runs: list[str] = []
+
+    def load(self, day: str) -> dict[str, object]:
+        self.runs.append(day)
+        self.entered.set()
+        self.release.wait(PATIENCE)
+        return {"day": day, "total": 42}
+
+
 # --- one process: waiting for another thread or task ---------------------------------------------
 
 
@@ -42,15 +56,8 @@ def test_a_thread_waiting_for_a_value_stops_at_its_deadline(log: EventLog) -> No
 
     A patient waiter of the same load still gets its value, and the next call is a hit.
     """
-    entered, release = threading.Event(), threading.Event()
-    runs: list[str] = []
-
-    @cached(ttl=60)
-    def report(day: str) -> dict[str, object]:
-        runs.append(day)
-        entered.set()
-        release.wait(PATIENCE)
-        return {"day": day, "total": 42}
+    held = HeldLoad()
+    report = cached(ttl=60)(held.load)
 
     def briefly() -> dict[str, object]:
         with deadline(DEADLINE):
@@ -58,14 +65,14 @@ def test_a_thread_waiting_for_a_value_stops_at_its_deadline(log: EventLog) -> No
 
     with ThreadPoolExecutor(2) as pool:
         loading = pool.submit(report, "monday")
-        assert entered.wait(PATIENCE)
+        assert held.entered.wait(PATIENCE)
         patient = pool.submit(report, "monday")
         begin = time.monotonic()
         with pytest.raises(ResilientTimeoutError) as raised:
             briefly()
         elapsed = time.monotonic() - begin
         assert not loading.done()
-        release.set()
+        held.release.set()
         assert loading.result(PATIENCE) == VALUE
         assert patient.result(PATIENCE) == VALUE
     assert gave_up_in_time(elapsed), elapsed
@@ -73,7 +80,7 @@ def test_a_thread_waiting_for_a_value_stops_at_its_deadline(log: EventLog) -> No
     assert "its deadline" in str(raised.value)
     assert report("monday") == VALUE
     assert cache_status() is CacheStatus.HIT
-    assert runs == ["monday"]
+    assert held.runs == ["monday"]
     # three calls answered (the loader, the patient waiter, the hit): none for the one that gave up
     assert len(log.of(CacheMissed)) + len(log.of(CacheHit)) == 3
 
@@ -177,20 +184,13 @@ def test_a_task_waiting_for_another_process_stops_at_its_deadline(
     redis_url: str, backends: Backends
 ) -> None:
     """The async twin, the value computed through another backend in another thread."""
-    entered, release = threading.Event(), threading.Event()
-    runs: list[str] = []
-
-    def load(day: str) -> dict[str, object]:
-        runs.append(day)
-        entered.set()
-        release.wait(PATIENCE)
-        return {"day": day, "total": 42}
+    held = HeldLoad()
 
     async def never(day: str) -> dict[str, object]:
-        runs.append(f"{day} again")
+        held.runs.append(f"{day} again")
         return {"day": day, "total": 0}
 
-    loader = cached(ttl=60, name="report", backend=backends(redis_url))(load)
+    loader = cached(ttl=60, name="report", backend=backends(redis_url))(held.load)
     report = cached(ttl=60, name="report", backend=backends(redis_url))(never)
 
     async def briefly() -> dict[str, object]:
@@ -202,37 +202,30 @@ def test_a_task_waiting_for_another_process_stops_at_its_deadline(
 
     with ThreadPoolExecutor(1) as pool:
         loading = pool.submit(loader, "monday")
-        assert entered.wait(PATIENCE)
+        assert held.entered.wait(PATIENCE)
         begin = time.monotonic()
         with pytest.raises(ResilientTimeoutError):
             run(briefly())
         elapsed = time.monotonic() - begin
         assert not loading.done()
-        release.set()
+        held.release.set()
         assert loading.result(PATIENCE) == VALUE
     assert gave_up_in_time(elapsed), elapsed
     assert run(afterwards()) == (VALUE, CacheStatus.HIT)
-    assert runs == ["monday"]
+    assert held.runs == ["monday"]
 
 
 def test_followers_of_a_leader_whose_deadline_came_wait_on(
     redis_url: str, backends: Backends, client: redis.Redis
 ) -> None:
     """A caller without a deadline, waiting behind one that gave up, never gets its timeout."""
-    entered, release = threading.Event(), threading.Event()
-    runs: list[str] = []
-
-    def load(day: str) -> dict[str, object]:
-        runs.append(day)
-        entered.set()
-        release.wait(PATIENCE)
-        return {"day": day, "total": 42}
+    held = HeldLoad()
 
     def never(day: str) -> dict[str, object]:
-        runs.append(f"{day} again")
+        held.runs.append(f"{day} again")
         return {"day": day, "total": 0}
 
-    loader = cached(ttl=60, name="report", backend=backends(redis_url))(load)
+    loader = cached(ttl=60, name="report", backend=backends(redis_url))(held.load)
     report = cached(ttl=60, name="report", backend=backends(redis_url))(never)
 
     def impatient() -> dict[str, object]:
@@ -241,7 +234,7 @@ def test_followers_of_a_leader_whose_deadline_came_wait_on(
 
     with ThreadPoolExecutor(3) as pool:
         loading = pool.submit(loader, "monday")
-        assert entered.wait(PATIENCE)
+        assert held.entered.wait(PATIENCE)
         leading = pool.submit(impatient)
         # it waits for the claim's release once it listens on the claim's channel
         assert eventually(lambda: bool(client.pubsub_channels("*report*")))
@@ -249,7 +242,7 @@ def test_followers_of_a_leader_whose_deadline_came_wait_on(
         with pytest.raises(ResilientTimeoutError):
             leading.result(PATIENCE)
         assert not patient.done()  # it waits on, for the load
-        release.set()
+        held.release.set()
         assert loading.result(PATIENCE) == VALUE
         assert patient.result(PATIENCE) == VALUE
-    assert runs == ["monday"]
+    assert held.runs == ["monday"]
