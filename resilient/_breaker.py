@@ -416,11 +416,10 @@ class _BreakerLayer:
 
     def build(self, inner: Call, target: Target) -> Call:
         guard = _Guard(self.breaker, inner)
+        fast = guard.lazy and guard.nested is None
         if target.is_async:
-            return guard.call_async
-        if guard.lazy and guard.nested is None:
-            return _closed_fast_path(guard)
-        return guard.call_sync
+            return _closed_fast_path_async(guard) if fast else guard.call_async
+        return _closed_fast_path(guard) if fast else guard.call_sync
 
 
 def _closed_fast_path(guard: _Guard) -> Call:
@@ -442,6 +441,29 @@ def _closed_fast_path(guard: _Guard) -> Call:
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
             breaker._finish(counter, 0.0, breaker._error_outcome(exc))
+            raise
+        next(counter)
+        return result
+
+    return closed
+
+
+def _closed_fast_path_async(guard: _Guard) -> Call:
+    """Return the async step for the same case as `_closed_fast_path`, its mirror image."""
+    core = guard.core
+    breaker = guard.breaker
+    general = guard.call_async
+
+    async def closed(
+        wrapped: Any, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        counter = core.counter
+        if counter is None:
+            return await general(wrapped, instance, args, kwargs)
+        try:
+            result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            await breaker._afinish(counter, 0.0, breaker._error_outcome(exc))
             raise
         next(counter)
         return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import inspect
 import itertools
@@ -11,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from cache_support import EventLog
+from cache_support import EventLog, run
 
 import resilient
 from resilient import Breaker, BreakerPolicy, BreakerState, breaker, retry
@@ -208,6 +209,29 @@ def test_it_trips_at_the_failure_rate_once_the_window_holds_minimum_calls(
     assert (error.name, error.state, error.remaining) == (brk.name, BreakerState.OPEN, 18.0)
     assert error.retry_after == 18.0
     assert "is open: calls are refused for another 18.000 s" in str(error)
+
+
+def test_async_successes_count_in_the_window_and_keep_it_closed() -> None:
+    """Async successes fill the window like sync ones: 6 in 10 keep it closed, 5 in 10 trip it."""
+    brk = fresh(failure_rate=0.5, window=10, minimum_calls=10)
+
+    @brk
+    async def call(*, ok: bool) -> str:
+        if not ok:
+            raise ConnectionError
+        return "ok"
+
+    async def calls(ok: bool, times: int) -> None:
+        for _ in range(times):
+            with contextlib.suppress(ConnectionError):
+                await call(ok=ok)
+
+    run(calls(ok=True, times=6))
+    run(calls(ok=False, times=4))
+    stats = brk.stats()
+    assert (stats.state, stats.calls, stats.failures) == (BreakerState.CLOSED, 10, 4)
+    run(calls(ok=False, times=1))  # the oldest success leaves the window: 5 of 10
+    assert brk.state is BreakerState.OPEN
 
 
 def test_consecutive_failures_trip_it_and_a_success_starts_the_count_again() -> None:
