@@ -103,7 +103,7 @@ def python_processes(
         for process in processes:
             if process.poll() is None:
                 process.kill()
-                process.communicate()
+            process.communicate()  # reaps it and closes its pipes, whichever way the block ended
     for process, (_, stderr) in zip(processes, outputs, strict=True):
         assert process.returncode == 0, stderr
     results.extend(json.loads(stdout) for stdout, _ in outputs)
