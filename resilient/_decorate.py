@@ -28,6 +28,13 @@
 #   them (outermost first) and returns what about that stack cannot work, each problem issued
 #   as a CompositionWarning pointing at the decorator's line. Every pair of stacked layers is
 #   seen once, by the outer one, when it is applied. A check only reads the layers' policies.
+# - A site may carry an `order` (a `resilient.pipeline` applied puts its own there, and every
+#   layer fused over it keeps it): a layer written by hand over such a site is given to it with
+#   the whole stack, and what it says is issued like a check's problems. Hand stacks with no
+#   pipeline in them carry none, and are checked by their layers' hooks only, as ever.
+# - A CompositionWarning points at the first caller outside this package (`_user_level`), so
+#   a decorator applied through a method of ours (a `Breaker`, a `Lock`) still names the line
+#   that wrote it.
 # - Tracing: a configured observer with a `call_spans` attribute that is not None (the
 #   OpenTelemetry observer's, by default) asks for a span around every decorated call; the
 #   first such observer is kept in `_spans` whenever the defaults change (an `on_change`
@@ -44,6 +51,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
 import threading
 import types
 import warnings
@@ -64,11 +72,15 @@ __all__ = [
     "CallSpans",
     "Decorator",
     "Layer",
+    "Order",
     "Target",
     "Wrapper",
     "call_function",
+    "fuse",
     "layers_of",
     "resolve_policy",
+    "site_of",
+    "target_of",
 ]
 
 P = ParamSpec("P")
@@ -89,6 +101,11 @@ class Target:
     function: Callable[..., Any]
 
 
+Order = Callable[[tuple["Layer", ...], Target], Iterable[str]]
+"""A pipeline's order: given a stack (outermost first) whose outermost layer was written over
+it by hand, and the function, what about that layer's place is out of the order."""
+
+
 @attrs.frozen(eq=False)  # compared and hashed by identity: one per decorated function
 class CallSite:
     """A decorated function as a whole: what fusing another layer, and tracing a call, need."""
@@ -96,6 +113,7 @@ class CallSite:
     target: Target
     layers: tuple[Layer, ...]  # outermost first
     decorators: tuple[str, ...]  # the decorators' names, outermost first: "retry", "cached"...
+    order: Order | None = None  # the order of a pipeline in the stack, if any: see the rules
 
 
 CallSpans = Callable[[CallSite], AbstractContextManager[object] | None]
@@ -161,8 +179,10 @@ class Wrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]  # its generics 
         call: Call,
         steps: tuple[Call, ...],
         decorators: tuple[str, ...] = (),
+        *,
+        order: Order | None = None,
     ) -> None:
-        site = CallSite(_target(wrapped, "resilient"), layers, decorators)
+        site = CallSite(target_of(wrapped, "resilient"), layers, decorators, order)
         is_async = site.target.is_async
 
         def entry(
@@ -204,7 +224,8 @@ class Wrapper(wrapt.FunctionWrapper):  # type: ignore[type-arg]  # its generics 
 _SITE = "__resilient_site__"  # where a plain wrapper function keeps its CallSite
 
 
-def _site_of(function: object) -> CallSite | None:
+def site_of(function: object) -> CallSite | None:
+    """Return the CallSite of *function*, one of our wrappers, or None for any other object."""
     if isinstance(function, Wrapper):
         site: CallSite = function._self_site
         return site
@@ -218,7 +239,7 @@ def _site_of(function: object) -> CallSite | None:
 
 def layers_of(function: object) -> tuple[Layer, ...]:
     """Return the `resilient` layers applied to *function*, outermost first."""
-    site = _site_of(function)
+    site = site_of(function)
     return () if site is None else site.layers
 
 
@@ -242,7 +263,8 @@ _PLAIN_CODE = next(
 )
 
 
-def _target(function: Callable[..., Any], decorator: str) -> Target:
+def target_of(function: Callable[..., Any], decorator: str) -> Target:
+    """Return what a layer may know of *function*; a TypeError if *decorator* cannot take it."""
     inner = function.__func__ if isinstance(function, (classmethod, staticmethod)) else function
     if not callable(inner):
         raise TypeError(f"{decorator} decorates functions and methods, not {function!r}")
@@ -267,32 +289,64 @@ class Decorator:
 
     def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
         """Decorate *function*; stacked `resilient` decorators fuse into one wrapper."""
-        inner = _site_of(function)
-        inner_layers = () if inner is None else inner.layers
-        if inner is not None:
-            function = function.__wrapped__  # type: ignore[attr-defined]  # our wrapper has it
-        target = _target(function, self.name)
+        inner = site_of(function)
+        if inner is None:
+            return fuse(function, target_of(function, self.name), (self.layer,), (self.name,))
+        function = function.__wrapped__  # type: ignore[attr-defined]  # our wrapper has it
+        target = target_of(function, self.name)
+        layers = (self.layer, *inner.layers)
         check: Callable[[tuple[Layer, ...], Target], Iterable[str]] | None = getattr(
             self.layer, "check", None
         )
-        if check is not None and inner_layers:
-            for problem in check(inner_layers, target):
-                warnings.warn(problem, CompositionWarning, stacklevel=2)
-        layers = (self.layer, *inner_layers)
-        decorators = (self.name.removeprefix("@"), *(() if inner is None else inner.decorators))
-        call: Call = call_function
-        steps: list[Call] = []
-        wrapper_type = Wrapper
-        for layer in reversed(layers):
-            call = layer.build(call, target)
-            steps.append(call)
-            wrapper_type = getattr(layer, "wrapper_type", wrapper_type)
-        if wrapper_type is Wrapper and not target.is_async and inspect.isfunction(function):
-            site = CallSite(target, layers, decorators)
-            return cast("Callable[P, R]", _plain_wrapper(function, site, call))
-        return cast(
-            "Callable[P, R]", wrapper_type(function, layers, call, tuple(steps), decorators)
-        )
+        problems = [] if check is None else list(check(inner.layers, target))
+        if inner.order is not None:
+            problems.extend(inner.order(layers, target))
+        for problem in problems:
+            warnings.warn(problem, CompositionWarning, stacklevel=_user_level())
+        decorators = (self.name, *inner.decorators)
+        return fuse(function, target, layers, decorators, inner.order)
+
+
+_PACKAGE = os.path.dirname(__file__) + os.sep
+
+
+def _user_level() -> int:
+    """Return the stacklevel, for its caller, of the first frame outside this package."""
+    level = 1
+    # the frame of this call is never bound to a name, which would make a reference cycle
+    caller: types.FrameType | None = getattr(inspect.currentframe(), "f_back", None)
+    while caller is not None and caller.f_code.co_filename.startswith(_PACKAGE):
+        caller = caller.f_back
+        level += 1
+    return level
+
+
+def fuse(
+    function: Callable[P, R],
+    target: Target,
+    layers: tuple[Layer, ...],
+    decorators: tuple[str, ...],
+    order: Order | None = None,
+) -> Callable[P, R]:
+    """Return the one wrapper that runs *layers* (outermost first) around *function*.
+
+    *function* is the original (not one of our wrappers), *target* what `target_of` says of
+    it, *decorators* the names the layers were written with, and *order* a pipeline's order
+    the stack keeps.
+    """
+    call: Call = call_function
+    steps: list[Call] = []
+    wrapper_type = Wrapper
+    for layer in reversed(layers):
+        call = layer.build(call, target)
+        steps.append(call)
+        wrapper_type = getattr(layer, "wrapper_type", wrapper_type)
+    names = tuple(name.removeprefix("@") for name in decorators)
+    if wrapper_type is Wrapper and not target.is_async and inspect.isfunction(function):
+        site = CallSite(target, layers, names, order)
+        return cast("Callable[P, R]", _plain_wrapper(function, site, call))
+    wrapper = wrapper_type(function, layers, call, tuple(steps), names, order=order)
+    return cast("Callable[P, R]", wrapper)
 
 
 def resolve_policy(

@@ -1,9 +1,10 @@
 # `resilient.pipeline(...)`: a stack of decorators declared once, checked once, applied as one.
 #
 # Rules:
-# - Applying a pipeline applies its decorators innermost first, exactly as writing them above
-#   the function does: they fuse into the one wrapper _decorate.py builds, so a pipelined
-#   function is the hand-stacked one, layer for layer, and costs the same per call.
+# - Applying a pipeline builds its layers, innermost first, into the one wrapper _decorate.py
+#   builds for decorators written above the function (`fuse`, with the names they are written
+#   with), so a pipelined function is the hand-stacked one, layer for layer, and costs the same
+#   per call.
 # - Its order is checked when it is made, pair by pair, against the recommended order of the
 #   composition page: each kind of layer has a rank (`_PLACES`), and no layer may sit above one
 #   of a lower rank. Two kinds have more than one place, as that page says: a fallback may sit
@@ -19,15 +20,21 @@
 # - The error for an order names the two layers out of order and an order that passes: the
 #   stack sorted by rank, where a per-attempt timeout keeps its place under the retry and a
 #   fallback its place above what it covers, unless a cache or idempotency record is there.
+# - A pipelined function keeps the order (`_written_over` is its site's `order`): a `resilient`
+#   decorator written by hand over it, at once or above other such decorators, is checked
+#   against every layer under it when it is applied. Being written by hand, it is warned
+#   about as a hand stack is (a CompositionWarning at its line, with the same message), not
+#   refused: what you apply decides how a problem is reported, and a decorator never raises
+#   for its place. Nothing of this runs when the function is called.
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple, ParamSpec, TypeAlias, TypeVar
 
 from ._breaker import Breaker, _BreakerLayer, breaker
 from ._bulkhead import _BulkheadLayer, bulkhead
 from ._cache import _CacheLayer, cached
-from ._decorate import Decorator, Layer, Target, layers_of
+from ._decorate import Decorator, Layer, Target, fuse, site_of, target_of
 from ._dedupe import _DedupeLayer, deduped
 from ._fallback import _FallbackLayer, fallback
 from ._idempotent import _IdempotentLayer, idempotent
@@ -175,24 +182,36 @@ def _why(outer: str, inner: str) -> str:
     return why
 
 
+def _misplaced(stack: Sequence[Layer], labels: Sequence[str], written: int) -> str | None:
+    """Say what is out of order in *stack*, with one of its first *written* layers above.
+
+    *labels* describe the layers; the pairs with none of the first *written* layers in them
+    are not looked at (they were checked when those layers were applied).
+    """
+    kinds = _kinds(stack)
+    for outer in range(written):
+        for inner in range(outer + 1, len(stack)):
+            if _fits(kinds[outer], kinds[inner]):
+                continue
+            above, below = kinds[outer], kinds[inner]
+            order = ", ".join(labels[index] for index in _suggested(kinds))
+            return (
+                f"{labels[outer]} is written above {labels[inner]}, but {below} goes above "
+                f"{above}: {_why(above, below)}. Write them in this order, outermost first: "
+                f"{order} (the order is {_ORDER}, then the call)"
+            )
+    return None
+
+
 def _check(stack: Sequence[Layer], labels: Sequence[str], hooked: int) -> None:
     """Raise ValueError for a pair of *stack* out of order, or what a layer's check finds.
 
     *labels* describe the layers in messages; the checks of the first *hooked* layers run
     (the others' ran when they were applied).
     """
-    kinds = _kinds(stack)
-    for outer in range(len(stack)):
-        for inner in range(outer + 1, len(stack)):
-            if _fits(kinds[outer], kinds[inner]):
-                continue
-            above, below = kinds[outer], kinds[inner]
-            order = ", ".join(labels[index] for index in _suggested(kinds))
-            raise ValueError(
-                f"resilient.pipeline(): {labels[outer]} is written above {labels[inner]}, but "
-                f"{below} goes above {above}: {_why(above, below)}. Write them in this order, "
-                f"outermost first: {order} (the order is {_ORDER}, then the call)"
-            )
+    misplaced = _misplaced(stack, labels, len(stack))
+    if misplaced is not None:
+        raise ValueError(f"resilient.pipeline(): {misplaced}")
     # the function is not known yet; a check only names it (see the rules above)
     stand_in = Target(is_async=False, name="...", function=pipeline)
     for index in range(hooked):
@@ -203,24 +222,41 @@ def _check(stack: Sequence[Layer], labels: Sequence[str], hooked: int) -> None:
             raise ValueError(f"resilient.pipeline(): {problem}")
 
 
+def _written_over(stack: tuple[Layer, ...], target: Target) -> Iterator[str]:
+    """Say how *stack*'s outermost layer, written by hand, breaks a pipeline's order.
+
+    The `order` a pipelined function's site keeps, for a decorator applied over it.
+    """
+    misplaced = _misplaced(stack, tuple(map(_describe, stack)), 1)
+    if misplaced is not None:
+        yield (
+            f"@{_describe(stack[0])} written over a resilient.pipeline() on {target.name} is "
+            f"out of its order: {misplaced}"
+        )
+
+
 class Pipeline:
     """A stack of `resilient` decorators, in the recommended order, to apply as one decorator.
 
     Made by :func:`pipeline`. Applying it to a function (sync or async, a method too) gives
     what writing its decorators above that function gives: one wrapper around the function,
-    whatever the number of policies. Apply it to as many functions as you like.
+    whatever the number of policies. Apply it to as many functions as you like. A `resilient`
+    decorator written above a pipelined function is checked against the order as it is
+    applied, and draws a :class:`~resilient.exceptions.CompositionWarning` out of it.
 
     Attributes:
         policies: The decorators, outermost first, with those of a pipeline given to
             :func:`pipeline` in its place.
     """
 
-    __slots__ = ("_labels", "_layers", "policies")
+    __slots__ = ("_labels", "_layers", "_names", "policies")
 
     def __init__(self, policies: tuple[Apply, ...], layers: tuple[Layer, ...]) -> None:
         self.policies = policies
         self._layers = layers
         self._labels = tuple(map(_describe, layers))
+        # the names the decorators are written with, as a stack written by hand keeps them
+        self._names = tuple(_PLACES[type(layer)].kind for layer in layers)
 
     def __repr__(self) -> str:
         return f"<Pipeline {', '.join(self._labels)}>"
@@ -232,14 +268,16 @@ class Pipeline:
             ValueError: For a function that carries `resilient` decorators already which,
                 under the pipeline's, would be out of order.
         """
-        inner = layers_of(function)
-        if inner:
+        layers, names = self._layers, self._names
+        inner = site_of(function)
+        if inner is not None:
             name = getattr(function, "__qualname__", "the function")
-            labels = [*self._labels, *(f"{_describe(layer)} (on {name})" for layer in inner)]
-            _check((*self._layers, *inner), labels, len(self._layers))
-        for policy in reversed(self.policies):
-            function = policy(function)
-        return function
+            labels = [*self._labels, *(f"{_describe(layer)} (on {name})" for layer in inner.layers)]
+            layers, names = (*layers, *inner.layers), (*names, *inner.decorators)
+            _check(layers, labels, len(self._layers))
+            function = function.__wrapped__  # type: ignore[attr-defined]  # our wrapper has it
+        target = target_of(function, "resilient.pipeline()")
+        return fuse(function, target, layers, names, _written_over)
 
 
 def pipeline(*policies: Apply) -> Pipeline:
@@ -257,6 +295,9 @@ def pipeline(*policies: Apply) -> Pipeline:
     Applied, it gives exactly what writing the decorators above the function gives: one
     wrapper around the function, at the same cost per call. Over a function that already has
     `resilient` decorators, those are the innermost part of the stack and must fit the order.
+    A `resilient` decorator written above the pipelined function must fit it too: out of it,
+    applying that decorator issues a :class:`~resilient.exceptions.CompositionWarning` (as a
+    stack written by hand does), with the message a pipeline's ``ValueError`` gives.
 
     Raises:
         TypeError: For no policies, or anything that is not a `resilient` decorator or

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import inspect
 import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +30,7 @@ from resilient import (
     timeout,
     wait,
 )
-from resilient._decorate import Decorator, Wrapper, layers_of
+from resilient._decorate import Decorator, Wrapper, layers_of, site_of
 from resilient.exceptions import CircuitOpenError, CompositionWarning
 from resilient.exceptions import TimeoutError as ResilientTimeoutError
 from resilient.testing import FakeClock
@@ -93,6 +94,10 @@ def test_a_pipeline_gives_the_very_wrapper_the_decorators_stacked_by_hand_give(
 
     assert layers_of(piped) == layers_of(by_hand)
     assert len(layers_of(piped)) == len(policies)
+    piped_site, hand_site = site_of(piped), site_of(by_hand)
+    assert piped_site is not None
+    assert hand_site is not None
+    assert piped_site.decorators == hand_site.decorators  # what a call's span is told
     assert piped.__wrapped__ is original  # type: ignore[attr-defined]
     assert layers_of(piped.__wrapped__) == ()  # type: ignore[attr-defined]  # one layer only
     assert type(piped) is type(by_hand)
@@ -505,9 +510,9 @@ def test_a_pipeline_over_resilient_decorators_takes_them_as_its_innermost_part()
         resilient.pipeline(timeout(0.5))(retry(on=ConnectionError, wait=wait.constant(1))(fetch))
 
 
-def test_a_resilient_decorator_above_a_pipeline_fuses_and_is_checked_as_by_hand() -> None:
-    """Written above a pipelined function, a decorator joins its wrapper; only the warnings of a
-    stack written by hand tell of a bad order there."""
+def test_a_resilient_decorator_above_a_pipeline_fuses_and_keeps_its_warnings() -> None:
+    """Written above a pipelined function, a decorator joins its wrapper, and the warnings of a
+    stack written by hand still tell of a stack that cannot work."""
 
     def fetch() -> str:
         return "ok"
@@ -518,6 +523,128 @@ def test_a_resilient_decorator_above_a_pipeline_fuses_and_is_checked_as_by_hand(
         )
     assert len(layers_of(fused)) == 2
     assert fused.__wrapped__ is fetch  # type: ignore[attr-defined]
+
+
+def test_a_decorator_in_its_place_above_a_pipeline_is_not_warned_about() -> None:
+    """A total budget written above a pipeline with a retry is the recommended order: silent."""
+    flaky = Flaky(failures=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fused = timeout(1)(
+            resilient.pipeline(
+                retry(on=ConnectionError, attempts=2, wait=wait.none()), breaker("above-ok")
+            )(flaky)
+        )
+    assert [type(layer).__name__ for layer in layers_of(fused)] == [
+        "_TimeoutLayer",
+        "_RetryLayer",
+        "_BreakerLayer",
+    ]
+    assert fused("a") == "a"
+    assert flaky.calls == 2
+
+
+def test_a_decorator_above_a_pipeline_out_of_its_order_is_warned_about_at_its_line() -> None:
+    """A breaker written over a pipeline of a retry is the pipeline's refusal, as a warning."""
+    policy = resilient.pipeline(timeout(2), retry(on=ConnectionError, wait=wait.none()))
+    flaky = Flaky(failures=1)
+    with pytest.warns(CompositionWarning) as caught:
+        fused = breaker("above-out-of-order")(policy(flaky))
+    [warned] = caught
+    assert warned.filename == __file__  # the user's line, though a Breaker applies it
+    message = str(warned.message)
+    assert message.startswith(
+        "@breaker('above-out-of-order') written over a resilient.pipeline() on "
+    )
+    assert (
+        "is out of its order: breaker('above-out-of-order') is written above timeout(2), but "
+        "timeout goes above breaker: " in message
+    )
+    assert (
+        "outermost first: timeout(2), retry(...), breaker('above-out-of-order') "
+        "(the order is fallback, timeout" in message
+    )
+    assert fused("a") == "a"  # warned about, not refused: it runs as written
+    assert breaker("above-out-of-order").stats().failures == 0  # it saw one call, a success
+
+
+def test_hand_stacks_without_a_pipeline_are_not_checked_against_its_order() -> None:
+    """The same stack as above, written by hand only, draws no warning, as ever."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+
+        @breaker("by-hand-only")
+        @timeout(2)
+        @retry(on=ConnectionError, wait=wait.none())
+        def fetch() -> str:
+            return "ok"
+
+    assert fetch() == "ok"
+
+
+def test_a_retry_above_a_pipeline_whose_fallback_answers_its_errors_is_warned_once() -> None:
+    """The retry's own check reports it; the order allows a fallback under a retry."""
+
+    def fetch() -> str:
+        return "ok"
+
+    policy = resilient.pipeline(fallback(on=OSError, value=None), breaker("above-fallback"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        retry(on=ConnectionError)(policy(fetch))
+    assert [str(warned.message) for warned in caught] == [
+        f"@retry({__name__}.{fetch.__qualname__}) around @fallback never retries "
+        "ConnectionError: the fallback inside answers it first, so the retry never sees it "
+        "fail. Put the @fallback outside the @retry"
+    ]
+
+
+def test_every_decorator_written_above_a_pipeline_is_checked_against_all_under_it() -> None:
+    """Above other decorators above a pipeline, a decorator is checked; a pair warned about
+    already is not warned about again."""
+
+    def fetch() -> str:
+        return "ok"
+
+    piped = resilient.pipeline(retry(on=ConnectionError, wait=wait.none()))(fetch)
+    with pytest.warns(CompositionWarning, match=r"bulkhead\(\.\.\.\) is written above retry"):
+        outside = bulkhead(max_concurrent=2)(piped)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        budgeted = timeout(5)(outside)  # in its place over both
+    with pytest.warns(CompositionWarning, match=r"rate_limited\(\.\.\.\) is written above timeout"):
+        rate_limited(rate=10)(budgeted)
+
+
+@given(
+    st.lists(st.sampled_from(sorted(POOL)), min_size=2, unique=True).filter(
+        lambda names: refused(*(POOL[name]() for name in names[1:])) is None
+    )
+)
+def test_a_decorator_above_a_pipeline_is_warned_about_as_the_pipeline_would_refuse_it(
+    names: list[str],
+) -> None:
+    """Written over a pipeline, a decorator draws the refusal of a pipeline holding it too."""
+    written, *piped = (POOL[name]() for name in names)
+
+    def fetch(request_id: str) -> str:
+        return request_id
+
+    decorated = resilient.pipeline(*piped)(fetch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        written(decorated)
+    refusal = refused(written, *piped)
+    on = f"{__name__}.{fetch.__qualname__}"
+    expected = (
+        []
+        if refusal is None
+        else [
+            f"@{label(written)} written over a resilient.pipeline() on {on} is out of its "
+            f"order: {refusal.removeprefix('resilient.pipeline(): ')}"
+        ]
+    )
+    assert [str(warned.message) for warned in caught] == expected
 
 
 def test_plain_decorators_go_above_the_pipeline_or_right_above_the_function() -> None:
@@ -561,6 +688,12 @@ def test_anything_but_a_resilient_decorator_is_refused_when_the_pipeline_is_made
         resilient.pipeline(functools.cache)
     with pytest.raises(TypeError, match="not 42"):
         resilient.pipeline(42)  # type: ignore[arg-type]
+
+    def numbers() -> Any:
+        yield 1
+
+    with pytest.raises(TypeError, match=r"^resilient.pipeline\(\) cannot decorate the generator"):
+        resilient.pipeline(retry(on=ConnectionError))(numbers)
 
 
 def test_a_decorator_whose_layer_has_no_place_in_the_order_is_refused() -> None:
