@@ -10,9 +10,9 @@
 #   lease is held now": the lease may have changed hands since the operator looked at it.
 # - `--json` prints one JSON document whose shapes docs/cli.md documents; fields may be added,
 #   never renamed or removed. Tables are for people and may change.
-# - A listing cut at the admin's limit is never shown as if complete: its JSON says
-#   `"truncated": true`, and a warning line goes to stderr (with --json too), the exit status
-#   staying 0.
+# - A listing cut at the admin's limit (`--limit N`, by default the admin's own) is never
+#   shown as if complete: its JSON says `"truncated": true`, and a warning line goes to stderr
+#   (with --json too), which tells how to look further, the exit status staying 0.
 from __future__ import annotations
 
 import argparse
@@ -61,7 +61,8 @@ def _acting(backend: RedisBackend, args: argparse.Namespace, command: Command) -
     """Run *command*, turning the errors an operator can meet into a CommandError."""
     import redis  # noqa: PLC0415 - an optional extra, there since open_redis succeeded
 
-    admin, where = Admin(backend, args.namespace), shown(args.redis)
+    limited = {} if args.limit is None else {"limit": args.limit}
+    admin, where = Admin(backend, args.namespace, **limited), shown(args.redis)
     try:
         try:
             command(admin, args, sys.stdout)
@@ -103,6 +104,11 @@ def _over_limit(admin: Admin, whose: str) -> str:
     return f"more than {admin.limit} keys are under {whose} prefix in namespace {admin.namespace!r}"
 
 
+def _further(admin: Admin) -> str:
+    """Tell how to look at more keys than the admin's limit."""
+    return f"a --limit above {admin.limit} looks further"
+
+
 # status -----------------------------------------------------------------------------------
 
 
@@ -122,7 +128,7 @@ def _status(admin: Admin, args: argparse.Namespace, out: TextIO) -> None:
         whose = "their" if len(cut) == 1 else "each one's"
         _warn(
             f"the {' and the '.join(cut)} shown are incomplete: {_over_limit(admin, whose)}, "
-            f"of which {admin.limit} were looked at"
+            f"of which {admin.limit} were looked at ({_further(admin)})"
         )
     if args.json:
         _print_json(
@@ -295,7 +301,8 @@ def _refuse_without_token(admin: Admin, args: argparse.Namespace) -> None:
             Exit.USAGE,
             f"lock {args.name!r} is not among the locks looked at: {_over_limit(admin, 'their')}, "
             f"of which {admin.limit} were looked at, so it may be held. Nothing was released: "
-            "add --token N, its lease's fencing token, to release it",
+            f"add --token N, its lease's fencing token, to release it, or a --limit above "
+            f"{admin.limit} to look further for its lease",
         )
     if not held:
         raise NotFoundError("lock", args.name, f"is not held in namespace {admin.namespace!r}")
@@ -322,7 +329,7 @@ def _idempotency_list(admin: Admin, args: argparse.Namespace, out: TextIO) -> No
     if records.truncated:
         _warn(
             f"the {_records_of(args.name)} shown are incomplete: {_over_limit(admin, 'their')}, "
-            f"of which {admin.limit} were looked at{_narrower(args.name)}"
+            f"of which {admin.limit} were looked at ({_further(admin)}{_narrower(args.name)})"
         )
     if args.json:
         _print_json(
@@ -351,7 +358,7 @@ def _idempotency_purge(admin: Admin, args: argparse.Namespace, out: TextIO) -> N
         _warn(
             f"{args.state} {_records_of(args.name)} may be left: {_over_limit(admin, 'their')}, "
             f"and the purge stopped when the {admin.limit} it looked at held none "
-            f"{args.state}{_narrower(args.name)}"
+            f"{args.state} ({_further(admin)}{_narrower(args.name)})"
         )
     if args.json:
         _print_json(
@@ -379,7 +386,7 @@ def _records_of(name: str | None) -> str:
 
 def _narrower(name: str | None) -> str:
     """Tell how to look at fewer keys, unless --name already does."""
-    return " (--name NAME looks at one function's records only)" if name is None else ""
+    return "; --name NAME looks at one function's records only" if name is None else ""
 
 
 # cache ------------------------------------------------------------------------------------

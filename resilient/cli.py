@@ -5,21 +5,26 @@ Commands:
               live table with a summary. In this process on the embedded defaults (no
               network, no Redis); with --redis URL, the same kinds of decisions made
               together by --processes N worker processes sharing one Redis.
-  status      The breakers, locks, idempotency records and caches kept on a Redis, as
+  status [--limit N]
+              The breakers, locks, idempotency records and caches kept on a Redis, as
               tables (--json: one JSON document for scripts).
   breaker open|close|reset|disable NAME
               Force a shared breaker open, close it, reset its counts, or disable it.
   lock release NAME --token N
               Release the lease of a lock whose fencing token is N (as status shows it),
-              for a holder that hangs; a lease taken since is never released.
-  idempotency list [--state STATE] [--name NAME]
-  idempotency purge --state STATE [--name NAME]
+              for a holder that hangs; a lease taken since is never released. Without
+              --token, show the lease held now ([--limit N]) and release nothing.
+  idempotency list [--state STATE] [--name NAME] [--limit N]
+  idempotency purge --state STATE [--name NAME] [--limit N]
               List, or delete, the records of idempotency keys (completed, failed,
               unreadable; a call in progress is never purged).
   cache purge --tag TAG [--tag TAG ...]
               Drop every cached value stored under any of the tags.
   The operators' commands (all but demo) need --redis: they run in a process of their own,
-  which cannot see an application's memory backend. Each takes --json.
+  which cannot see an application's memory backend. Each takes --json. Those that list
+  keys look at up to --limit N keys of a capability (default 10,000): a listing cut there
+  warns on stderr and says "truncated" in its JSON; a larger --limit looks further, at
+  more work for Redis.
 
 Options of every command (before or after its name):
   --redis URL       The Redis to work on: redis://HOST:PORT/DB, rediss://... (TLS) or
@@ -33,9 +38,10 @@ Exit codes:
   1    the command failed: a demo worker failed, Redis refused a command (an ACL without
        +scan), or an unexpected error (with a traceback)
   2    usage: an unknown command or option, a bad value (a URL that is not a Redis URL, a
-       namespace with other characters than letters, digits, '_', '.' and '-'), an
-       operators' command without --redis, lock release without --token, purging calls
-       in progress, or an option this install cannot serve (--redis without redis-py)
+       namespace with other characters than letters, digits, '_', '.' and '-', a --limit
+       that is not a whole number of at least 1), an operators' command without --redis,
+       lock release without --token, purging calls in progress, or an option this install
+       cannot serve (--redis without redis-py)
   3    backend unreachable: Redis refused the connection, did not answer in time, or
        refused the credentials, at the first ping or later
   4    unknown name: no breaker of that name, no lock of that name held (or held with
@@ -169,6 +175,25 @@ def _processes(value: str) -> int:
     return count
 
 
+def _limit(value: str) -> int:
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise argparse.ArgumentTypeError(
+            f"--limit {value!r} must be a whole number of keys, at least 1"
+        )
+    return limit
+
+
+def _limit_first(value: str) -> int:
+    raise argparse.ArgumentTypeError(
+        f"--limit goes after the command's name (status --limit {value}): it is an option of "
+        "the commands that list keys, status, idempotency list|purge and lock release"
+    )
+
+
 def _global_options(parser: argparse.ArgumentParser, *, given_only: bool) -> None:
     """Add the options of every command; *given_only* leaves them unset when not given.
 
@@ -245,6 +270,11 @@ def _parser() -> argparse.ArgumentParser:
         prog=_prog(), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     _global_options(parser, given_only=False)
+    # an option of the commands that list, not of every command: written first, it is refused
+    # with where it goes, rather than taken for a command's name
+    parser.add_argument(
+        "--limit", type=_limit_first, default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser(
         "demo",
@@ -271,7 +301,7 @@ _Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 def _admin_parsers(commands: _Commands) -> None:
     """Add the operators' commands: status, breaker, lock, idempotency, cache."""
-    _command(
+    status = _command(
         commands,
         "status",
         "the breakers, locks, idempotency records and caches on a Redis",
@@ -341,6 +371,14 @@ def _admin_parsers(commands: _Commands) -> None:
     purge.add_argument("--state", choices=states, required=True, help="the state to purge")
     for parser in (listing, purge):
         parser.add_argument("--name", metavar="NAME", help="only the idempotent function NAME")
+    for parser in (status, release, listing, purge):  # the commands that list keys
+        parser.add_argument(
+            "--limit",
+            metavar="N",
+            type=_limit,
+            help="the most keys a listing looks at, per capability (default 10,000, as "
+            "resilient.admin.Admin's): a larger N looks further, at more work for Redis",
+        )
     cache = _group(commands, "cache", "drop cached values")
     _command(
         cache,
@@ -375,7 +413,7 @@ def _command(
     parser.add_argument(
         "--json", action="store_true", help="print one JSON document (shapes: docs/cli.md)"
     )
-    parser.set_defaults(run=_run_admin)
+    parser.set_defaults(run=_run_admin, limit=None)  # None: the admin's limit
     return parser
 
 

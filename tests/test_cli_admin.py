@@ -307,7 +307,8 @@ def test_idempotency_purge_lets_the_keys_another_process_stored_execute_again(
 def test_listings_cut_at_the_limit_warn_and_say_so_in_their_json(
     redis_url: str, client: redis.Redis
 ) -> None:
-    """Past 10,000 record keys: a warning on stderr, "truncated" in JSON; --name narrows."""
+    """Past 10,000 record keys: a warning on stderr, "truncated" in JSON, both telling how to
+    look further; --limit N looks at N keys, --name narrows."""
     with python_processes(MAKER, redis_url, count=1) as made:
         pass
     assert made == [["orders r1", "orders r2", "orders r3", "invoices r1"]]
@@ -320,35 +321,54 @@ def test_listings_cut_at_the_limit_warn_and_say_so_in_their_json(
         f"more than {LIMIT} keys are under their prefix in namespace 'resilient', "
         f"of which {LIMIT} were looked at"
     )
+    further = f"a --limit above {LIMIT} looks further"
     tables, warning = warned("status", *on)
-    assert warning.endswith(f": the idempotency records shown are incomplete: {cut}")
+    assert warning.endswith(f": the idempotency records shown are incomplete: {cut} ({further})")
     assert "\nIdempotency records\n" in tables
     out, warning = warned("status", "--json", *on)
     status = json.loads(out)
     conforms(status, documented("status"))
     assert status["truncated"] == {"breakers": False, "locks": False, "idempotency": True}
+    wider = ["--limit", str(2 * LIMIT), *on]  # room for every key
+    status = json_of("status", *wider, shape="status")  # and no warning
+    assert status["truncated"] == {"breakers": False, "locks": False, "idempotency": False}
+    assert {row["name"]: row["unreadable"] for row in status["idempotency"]}["filler"] == LIMIT
     out, warning = warned("idempotency", "list", "--json", *on)
     listed = json.loads(out)
     conforms(listed, documented("idempotency-list"))
     assert (len(listed["records"]), listed["truncated"]) == (LIMIT, True)
-    assert warning.endswith(f"{cut} (--name NAME looks at one function's records only)")
+    assert warning.endswith(f"{cut} ({further}; --name NAME looks at one function's records only)")
+    everything = json_of("idempotency", "list", *wider, shape="idempotency-list")
+    assert (len(everything["records"]), everything["truncated"]) == (LIMIT + 4, False)
     orders = json_of("idempotency", "list", "--name", "orders", *on, shape="idempotency-list")
     assert len(orders["records"]) == 3
     assert orders["truncated"] is False
+    out, warning = warned("idempotency", "list", "--name", "orders", "--limit", "2", *on)
+    assert "\n  orders " in out
+    assert warning.endswith(
+        "more than 2 keys are under their prefix in namespace 'resilient', of which 2 were "
+        "looked at (a --limit above 2 looks further)"  # --name is given: no advice to give it
+    )
     out, warning = warned("idempotency", "purge", "--state", "failed", "--json", *on)
     blind = json.loads(out)
     assert blind["truncated"] is True  # it purged the failed record only if it came across it
     assert "failed idempotency records may be left: more than" in warning
-    named = ["idempotency", "purge", "--state", "failed", "--name", "orders", *on]
-    rest = json_of(*named, shape="idempotency-purge")
-    assert rest["truncated"] is False
-    assert blind["purged"] + rest["purged"] == 1
+    assert warning.endswith(f"({further}; --name NAME looks at one function's records only)")
+    purge = ["idempotency", "purge", "--state", "failed"]
+    past = json_of(*purge, *wider, shape="idempotency-purge")  # past the unreadable ones
+    assert past["truncated"] is False
+    rest = json_of(*purge, "--name", "orders", *on, shape="idempotency-purge")
+    assert rest == {**rest, "purged": 0, "truncated": False}
+    assert blind["purged"] + past["purged"] == 1
     for _ in range(LIMIT + 1):  # lock keys that hold no lease: listed, never shown
         filler.set(f"resilient:lock:{{{uuid.uuid4().hex}}}:fence", 1, ex=600)
     filler.execute()
     refused = failed(Exit.USAGE, "lock", "release", "sheets-sync", *on)
     assert "lock 'sheets-sync' is not among the locks looked at: more than" in refused
     assert "Nothing was released: add --token N" in refused
+    assert refused.endswith(f"or a --limit above {LIMIT} to look further for its lease")
+    looked = failed(Exit.UNKNOWN_NAME, "lock", "release", "sheets-sync", "--limit", "30000", *on)
+    assert "lock 'sheets-sync' is not held in namespace 'resilient'" in looked
 
 
 # Calls a cached function for users 1, 2 and 3 on the Redis at argv[1], tagged per user;
@@ -410,6 +430,11 @@ def test_an_unknown_name_exits_4_and_says_what_was_looked_for(redis_url: str) ->
         (Exit.USAGE, ["idempotency", "purge", "--state", "in_progress", "{url}"], "a duplicate"),
         (Exit.USAGE, ["lock", "release", "x", "--token", "seven", "{url}"], "fencing token"),
         (Exit.USAGE, ["cache", "purge", "{url}"], "--tag"),
+        (Exit.USAGE, ["status", "--limit", "0", "{url}"], "--limit '0' must be a whole number"),
+        (Exit.USAGE, ["idempotency", "list", "--limit", "all", "{url}"], "--limit 'all' must"),
+        (Exit.USAGE, ["idempotency", "purge", "--state", "failed", "--limit", "-5"], "at least 1"),
+        (Exit.USAGE, ["breaker", "open", "x", "--limit", "5", "{url}"], "arguments: --limit 5"),
+        (Exit.USAGE, ["--limit", "5", "status", "{url}"], "--limit goes after the command's name"),
         (Exit.UNREACHABLE, ["breaker", "close", "x", "{down}"], "cannot reach Redis at"),
     ],
 )
