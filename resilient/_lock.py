@@ -434,32 +434,37 @@ class Lock:
     def _next_renewal(self, now: float) -> float:
         return now + self.policy.ttl / 3
 
-    def renewing(self, lease: Lease) -> Procedure:
-        """Renew *lease* once (one ``extend``); return when it is due next, or None to stop.
+    def renewal(self, lease: Lease, now: float) -> Op | None:
+        """Return the ``extend`` that renews *lease* at *now*, or None to renew it no more.
 
-        Run by the renewer (``_renewal.py``). A lease past its term, or that the backend no
-        longer holds for its owner, is lost; one the backend cannot be asked about is tried
-        again within a second, until its term ends.
+        Run by the renewer (``_renewal.py``), which sends the extends of a round together
+        and hands each answer to :meth:`renewed`. A lease past its term is lost here.
         """
-        clock = DEFAULTS.clock
-        backend = self._backend()
-        sent = clock.monotonic()
         if lease.released or lease._found_lost:
             return None
-        if sent >= lease.valid_until:  # the process was paused, or renewals failed, too long
-            self._lose(lease, sent, cancel=True)
+        if now >= lease.valid_until:  # the process was paused, or renewals failed, too long
+            self._lose(lease, now, cancel=True)
             return None
-        try:
-            extended = yield Op("extend", (self._key(), lease.owner, self.policy.ttl), {}, backend)
-        except Exception as error:  # noqa: BLE001 - a lease is lost only when its term ends
-            backend_failed(self.name, backend, "extend", error)
-            return min(clock.monotonic() + min(self.policy.ttl / 3, 1.0), lease.valid_until)
+        return Op("extend", (self._key(), lease.owner, self.policy.ttl), {}, self._backend())
+
+    def renewed(self, lease: Lease, sent: float, outcome: object) -> float | None:
+        """Take the answer to *lease*'s extend sent at *sent*; return when it is due next.
+
+        *outcome* is the extend's reply, or the exception it failed with. None: renew it no
+        more. A lease the backend no longer holds for its owner is lost; one the backend
+        could not be asked about is tried again within a second, until its term ends.
+        """
+        clock = DEFAULTS.clock
+        ttl = self.policy.ttl
+        if isinstance(outcome, Exception):  # a lease is lost only when its term ends
+            backend_failed(self.name, self._backend(), "extend", outcome)
+            return min(clock.monotonic() + min(ttl / 3, 1.0), lease.valid_until)
         now = clock.monotonic()
-        if not extended:
+        if not outcome:
             if not lease.released:  # else it was released while the renewal was on its way
                 self._lose(lease, now, cancel=True)
             return None
-        lease.valid_until = sent + self.policy.ttl
+        lease.valid_until = sent + ttl
         if DEFAULTS.observers:
             emit(
                 DEFAULTS, self.renewed_event(policy=self.name, time=now, held=now - lease.taken_at)

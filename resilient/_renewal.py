@@ -7,12 +7,20 @@
 #   second after it next wakes, at most a renewal interval later), so an idle process has
 #   neither.
 # - The serving loop is written once, as a procedure: `run_sync` performs it in the thread,
-#   `run_async` in the task. It sleeps on a Signal until the next renewal is due, then lets
-#   each due lease's lock renew it (one `extend`). Adding a lease wakes it only when the lease
-#   is due before it would wake anyway, and stopping one wakes only a task left with none:
-#   holders coming and going do not switch to the renewer at every call.
-# - What a renewal means (when it is due next, when a lease counts as lost) is the lock's
-#   (`Lock._renewing`); the order of renewals is the schedule's (`_core/renewal.py`).
+#   `run_async` in the task. It sleeps on a Signal until the next renewal is due, then renews
+#   every lease due in that round (with those due within a tenth of its TTL after it). Adding
+#   a lease wakes it only when the lease is due before it would wake anyway, and stopping one
+#   wakes only a task left with none: holders coming and going do not switch to the renewer
+#   at every call.
+# - A round costs one round trip per backend, not one per lease: the `extend`s of the leases
+#   of one backend go as one `extend_many` when the backend is an `Extender`
+#   (resilient.typing), else one after another. Behind a slow link, N leases renewed one
+#   after another would take N round trips, longer than a short TTL's margin: leases would
+#   be lost while their holders are alive. Each lease's answer (renewed, gone, or an error of
+#   its own) is its own, as with one `extend` each.
+# - What a renewal means (what to send, when it is due next, when a lease counts as lost) is
+#   the lock's (`Lock.renewal`, `Lock.renewed`); the order of renewals is the schedule's
+#   (`_core/renewal.py`).
 # - A forked child starts with no renewer: its parent's thread does not survive the fork, and
 #   the leases it inherited are not renewed (they run out at their TTL; `lease.lost` says so).
 from __future__ import annotations
@@ -27,8 +35,9 @@ from typing import Any
 
 from ._config import DEFAULTS
 from ._core.renewal import Renewal, Schedule
-from ._drive import CALL, Join, Procedure, run_async, run_sync
+from ._drive import CALL, Join, Op, Procedure, run_async, run_sync
 from ._signal import Signal
+from .typing import Extender
 
 __all__ = ["renew", "renewed_call", "stop_renewing"]
 
@@ -94,31 +103,77 @@ class _Renewer:
                 lingered = False
                 if not renewals:
                     yield Join(wake, due - now)
-                for renewal in renewals:
-                    following = yield from _renew_once(renewal)
-                    with self._lock:
-                        if following is None or not renewal.active:
-                            self._schedule.stop(renewal)
-                        else:
-                            renewal.due = following
-                            self._schedule.again(renewal)
+                else:
+                    yield from self._round(renewals)
         except BaseException:
             with self._lock:  # the task was cancelled (its loop is closing)
                 self.running = None
             raise
 
+    def _round(self, renewals: list[Renewal]) -> Procedure:
+        """Renew *renewals*, due together: the extends of each backend sent at once.
 
-def _renew_once(renewal: Renewal) -> Procedure:
-    """Renew *renewal*'s lease once; return when it is due next, or None to stop.
+        The leases are referred to strongly only in this frame, for the round, so that a
+        lease its holder dropped can be collected between two renewals.
+        """
+        clock = DEFAULTS.clock
+        now = clock.monotonic()
+        rounds: dict[int, list[tuple[Renewal, Any, Op]]] = {}  # by backend
+        for renewal in renewals:
+            lease = renewal.lease()
+            extend = None if lease is None else renewal.lock.renewal(lease, now)
+            if extend is None:
+                self._again(renewal, None)
+            else:
+                rounds.setdefault(id(extend.backend), []).append((renewal, lease, extend))
+        for extends in rounds.values():
+            sent = clock.monotonic()
+            outcomes = yield from _extending([extend for _, _, extend in extends])
+            for (renewal, lease, _), outcome in zip(extends, outcomes, strict=True):
+                self._again(renewal, renewal.lock.renewed(lease, sent, outcome))
 
-    The lease is referred to strongly only in this frame, so that a lease its holder dropped
-    can be collected between two renewals.
+    def _again(self, renewal: Renewal, due: float | None) -> None:
+        """Serve *renewal* again when it is *due* next; None: no more."""
+        with self._lock:
+            if due is None or not renewal.active:
+                self._schedule.stop(renewal)
+            else:
+                renewal.due = due
+                self._schedule.again(renewal)
+
+
+def _extending(extends: list[Op]) -> Procedure:
+    """Send *extends*, all to one backend; return each one's reply, or the error it raised.
+
+    Several go as one ``extend_many`` to an :class:`~resilient.typing.Extender`; an error
+    raised by it is each one's, as is a reply that does not answer each one.
     """
-    lease = renewal.lease()
-    if lease is None:
-        return None
-    return (yield from renewal.lock.renewing(lease))
+    backend = extends[0].backend
+    if len(extends) > 1 and isinstance(backend, Extender):
+        batch = Op("extend_many", ([extend.args for extend in extends],), {}, backend)
+        try:
+            outcomes = list((yield batch))
+            if len(outcomes) != len(extends):
+                raise TypeError(  # noqa: TRY301 - handed to every lease below
+                    f"{backend!r}.extend_many answered {len(outcomes)} outcomes for "
+                    f"{len(extends)} leases"
+                )
+        except Exception as error:  # noqa: BLE001 - each lease's renewal decides
+            return [error] * len(extends)
+        return outcomes
+    outcomes = []
+    for extend in extends:
+        try:
+            outcomes.append((yield extend))
+        except Exception as error:  # noqa: BLE001 - its lease's renewal decides
+            outcomes.append(error)
+    return outcomes
 
+
+# A renewal goes up to a tenth of its lease's TTL before it is due (of the third it is due
+# after the last), with others due then: one round, one round trip, for leases taken at about
+# the same time.
+_EARLY = 0.1
 
 # The renewer of sync holders. Its thread waits a second for a new lease before it ends, so
 # that calls holding leases one after another (an idempotent call's claim, say) do not each
@@ -152,7 +207,7 @@ def _start_thread(renewer: _Renewer) -> object:
 
 def renew(lock: Any, lease: object, due: float, *, in_loop: bool) -> Renewal:
     """Keep *lease* renewed by *lock* from *due* on: by this loop's task, or the thread."""
-    renewal = Renewal(lock, lease, due)
+    renewal = Renewal(lock, lease, due, early=lock.policy.ttl * _EARLY)
     if in_loop:
         with _loops_lock:
             renewer = _loops.setdefault(asyncio.get_running_loop(), _Renewer())

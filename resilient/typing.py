@@ -21,6 +21,7 @@ __all__ = [
     "Clock",
     "ExceptionPredicate",
     "ExceptionTypes",
+    "Extender",
     "Inspector",
     "Observer",
     "ResultPredicate",
@@ -361,3 +362,30 @@ class Inspector(Protocol):
 
     async def apeek(self, keys: Sequence[str]) -> list[Peeked]:
         """Return what each of *keys* holds (see :meth:`peek`), from async code."""
+
+
+@runtime_checkable
+class Extender(Protocol):
+    """Extending many leases at once: what keeps many held leases alive behind a slow link.
+
+    Optional: a backend implements it beside :class:`Backend` so that the lease renewer
+    (``renew=True`` locks, shared ``@deduped`` flights, ``@idempotent`` claims) renews every
+    lease due in one round with one call, one round trip on a network store, rather than one
+    :meth:`Backend.extend` each. Without it, the renewer extends them one after another.
+    :class:`resilient.backends.MemoryBackend` and :class:`resilient.backends.RedisBackend`
+    implement it.
+    """
+
+    def extend_many(self, leases: Sequence[tuple[str, str, float]]) -> list[bool | Exception]:
+        """Extend each ``(key, owner, ttl)`` of *leases* as :meth:`Backend.extend` would.
+
+        Return one outcome per lease, in order: what :meth:`Backend.extend` returns for it,
+        or the exception that failed that lease alone (the others' outcomes stand). The
+        leases may live anywhere in a sharded store. An error that fails them all (the store
+        cannot be reached) is raised.
+        """
+
+    async def aextend_many(
+        self, leases: Sequence[tuple[str, str, float]]
+    ) -> list[bool | Exception]:
+        """Extend each of *leases* (see :meth:`extend_many`), from async code."""

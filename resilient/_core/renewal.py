@@ -1,5 +1,9 @@
 # When each lease being renewed is due, free of I/O: a heap of renewals ordered by due time.
 #
+# A renewal due goes with those due soon after it (within its `early`): the renewer sends the
+# renewals of one round together, so leases taken one after another, due a few milliseconds
+# apart, share a round from their first renewal on instead of each waking the renewer.
+#
 # A renewal refers to its lease weakly: a lease that nobody holds any more (its holder ended
 # without leaving the block) is collected and dropped from the schedule when it comes due,
 # and the lock it held runs out at its TTL.
@@ -14,14 +18,18 @@ __all__ = ["Renewal", "Schedule"]
 
 
 class Renewal:
-    """One lease being renewed: the lock that renews it, and when it is next due."""
+    """One lease being renewed: the lock that renews it, and when it is next due.
 
-    __slots__ = ("active", "due", "lease", "lock", "renewer")
+    ``early`` is how long before it is due it takes others due by then along.
+    """
 
-    def __init__(self, lock: Any, lease: object, due: float) -> None:
+    __slots__ = ("active", "due", "early", "lease", "lock", "renewer")
+
+    def __init__(self, lock: Any, lease: object, due: float, early: float = 0.0) -> None:
         self.lock = lock
         self.lease = weakref.ref(lease)
         self.due = due
+        self.early = early
         self.active = True
         self.renewer: Any = None  # what serves it
 
@@ -58,14 +66,20 @@ class Schedule:
         return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now: float) -> list[Renewal]:
-        """Take out the active renewals due at *now*; stop those whose lease was collected."""
+        """Take out the active renewals due at *now*, and those due within the first's ``early``.
+
+        Stop those whose lease was collected.
+        """
         due: list[Renewal] = []
-        while self._heap and self._heap[0][0] <= now:
+        until = now
+        while self._heap and self._heap[0][0] <= until:
             renewal = heapq.heappop(self._heap)[2]
             if not renewal.active:
                 continue
             if renewal.lease() is None:
                 self.stop(renewal)
-            else:
-                due.append(renewal)
+                continue
+            if not due:
+                until = now + renewal.early
+            due.append(renewal)
         return due

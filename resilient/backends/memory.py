@@ -249,11 +249,21 @@ class LruStore:
     def extend(self, key: Hashable, owner: str, ttl: float, now: float) -> bool:
         """Make *owner*'s live claim on *key* last *ttl* more seconds."""
         with self._lock:
-            held = self._claims.get(key)
-            if held is None or held.token != owner or held.expires_at <= now:
-                return False
-            held.expires_at = now + ttl
-            return True
+            return self._extend(key, owner, ttl, now)
+
+    def extend_many(
+        self, leases: Sequence[tuple[Hashable, str, float]], now: float
+    ) -> list[bool | Exception]:
+        """Extend each ``(key, owner, ttl)`` of *leases* (see :meth:`extend`), in one step."""
+        with self._lock:
+            return [self._extend(key, owner, ttl, now) for key, owner, ttl in leases]
+
+    def _extend(self, key: Hashable, owner: str, ttl: float, now: float) -> bool:
+        held = self._claims.get(key)
+        if held is None or held.token != owner or held.expires_at <= now:
+            return False
+        held.expires_at = now + ttl
+        return True
 
     def unlock(self, key: Hashable, owner: str, now: float) -> bool:
         """Release *owner*'s live claim on *key*; say whether it held one."""
@@ -428,6 +438,13 @@ class MemoryBackend:
     def extend(self, key: str, owner: str, ttl: float) -> bool:
         """Make *owner*'s lock on *key* last *ttl* seconds from now."""
         return self._store.extend(key, owner, ttl, _config.DEFAULTS.clock.monotonic())
+
+    def extend_many(self, leases: Sequence[tuple[str, str, float]]) -> list[bool | Exception]:
+        """Extend each ``(key, owner, ttl)`` lock of *leases*, in one pass under the lock.
+
+        See :class:`resilient.typing.Extender`.
+        """
+        return self._store.extend_many(leases, _config.DEFAULTS.clock.monotonic())
 
     def acquire_slot(self, key: str, owner: str, limit: int, ttl: float) -> bool:
         """Take a slot of *key* for *owner* (see :class:`~resilient.typing.Backend`)."""
@@ -605,6 +622,12 @@ class MemoryBackend:
     async def aextend(self, key: str, owner: str, ttl: float) -> bool:
         """Extend a lock (see :meth:`extend`)."""
         return self.extend(key, owner, ttl)
+
+    async def aextend_many(
+        self, leases: Sequence[tuple[str, str, float]]
+    ) -> list[bool | Exception]:
+        """Extend locks (see :meth:`extend_many`)."""
+        return self.extend_many(leases)
 
     async def aacquire_slot(self, key: str, owner: str, limit: int, ttl: float) -> bool:
         """Take a slot (see :meth:`acquire_slot`)."""

@@ -128,6 +128,31 @@ class _Script:
             yield partial(client.script_load, self.source)
             return (yield partial(client.evalsha, self.sha, len(keys), *keys, *args))
 
+    def pipelined(
+        self, client: Any, calls: Sequence[tuple[Sequence[str], Sequence[_Arg]]]
+    ) -> _Steps[list[Any]]:
+        """Run the script once per ``(keys, args)`` of *calls*, pipelined; each reply or error.
+
+        One round trip (on Cluster, one per node, sent together), and one more for the calls
+        that found the script unknown, once it is loaded.
+        """
+        pipeline = self._pipeline(client, calls)
+        replies: list[Any] = yield partial(pipeline.execute, raise_on_error=False)
+        unknown = [index for index, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if unknown:
+            yield partial(client.script_load, self.source)
+            again = self._pipeline(client, [calls[index] for index in unknown])
+            retried = yield partial(again.execute, raise_on_error=False)
+            for index, reply in zip(unknown, retried, strict=True):
+                replies[index] = reply
+        return replies
+
+    def _pipeline(self, client: Any, calls: Sequence[tuple[Sequence[str], Sequence[_Arg]]]) -> Any:
+        pipeline = client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipeline.evalsha(self.sha, len(keys), *keys, *args)
+        return pipeline
+
 
 _GET: Final = _Script(_lua.GET)
 _PUT: Final = _Script(_lua.PUT)
@@ -998,6 +1023,34 @@ class RedisBackend:
         args = (owner, _milliseconds(ttl, "ttl"))
         keys = (key + _CLAIM, key + _FENCING)
         return bool((yield from _EXTEND.steps(client, keys, args)))
+
+    def extend_many(self, leases: Sequence[tuple[str, str, float]]) -> list[bool | Exception]:
+        """Extend each ``(key, owner, ttl)`` lock of *leases*: one round trip.
+
+        See :class:`resilient.typing.Extender`. The EXTEND commands of :meth:`extend`,
+        pipelined (not a transaction): on Cluster, one pipeline per node, sent together. A
+        command that fails alone is its lease's outcome (those that find the script unknown,
+        after a SCRIPT FLUSH, are sent again once it is loaded); a connection error raises.
+        """
+        return run_sync(self._extend_many_steps(self._sync(), leases))
+
+    async def aextend_many(
+        self, leases: Sequence[tuple[str, str, float]]
+    ) -> list[bool | Exception]:
+        """Extend locks (see :meth:`extend_many`)."""
+        return await run_async(self._extend_many_steps(await self._async(), leases))
+
+    def _extend_many_steps(
+        self, client: Any, leases: Sequence[tuple[str, str, float]]
+    ) -> _Steps[list[bool | Exception]]:
+        if not leases:
+            return []
+        calls = [
+            ((key + _CLAIM, key + _FENCING), (owner, _milliseconds(ttl, "ttl")))
+            for key, owner, ttl in leases
+        ]
+        replies = yield from _EXTEND.pipelined(client, calls)
+        return [reply if isinstance(reply, Exception) else bool(reply) for reply in replies]
 
     def acquire_slot(self, key: str, owner: str, limit: int, ttl: float) -> bool:
         """Take one of *limit* slots of *key* for *owner*, a lease of *ttl* s (one command).

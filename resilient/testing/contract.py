@@ -27,8 +27,8 @@ hold other data, and a sharded store keeps each key with the keys derived from i
 
 Override the class attribute ``key_prefix`` (``"contract"`` by default) if your backend only
 accepts keys under a namespace of its own. A backend that implements the optional protocols
-gets their checks by subclassing :class:`BroadcasterContract` and :class:`InspectorContract`
-too.
+gets their checks by subclassing :class:`BroadcasterContract`, :class:`InspectorContract` and
+:class:`ExtenderContract` too.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import pytest
 
 from ..backends._types import Claim, Fetched, Locked, Peeked, Throttled, Versioned
 
-__all__ = ["BackendContract", "BroadcasterContract", "InspectorContract"]
+__all__ = ["BackendContract", "BroadcasterContract", "ExtenderContract", "InspectorContract"]
 
 _ASYNC_NAMES: Final = {
     "get": "aget",
@@ -66,6 +66,7 @@ _ASYNC_NAMES: Final = {
     "wait_slot": "await_slot",
     "scan": "ascan",
     "peek": "apeek",
+    "extend_many": "aextend_many",
 }
 # Short real TTLs keep the suite quick; the sleeps past them leave room for coarse expiry.
 _SHORT_TTL: Final = 0.3
@@ -236,6 +237,14 @@ class _Primitives:
         assert isinstance(peeked, list), f"{self.mode} peek returned {peeked!r}, not a list"
         assert all(isinstance(each, Peeked) for each in peeked), f"{self.mode} peek: {peeked!r}"
         return peeked
+
+    def extend_many(self, leases: Sequence[tuple[str, str, float]]) -> list[bool | Exception]:
+        outcomes = self._call("extend_many", leases)
+        assert isinstance(outcomes, list), f"{self.mode} extend_many returned {outcomes!r}"
+        assert all(type(each) is bool or isinstance(each, Exception) for each in outcomes), (
+            f"{self.mode} extend_many returned {outcomes!r}, not bools and exceptions"
+        )
+        return outcomes
 
     def soon(self, delay: float, name: str, *args: object, **kwargs: object) -> Callable[[], None]:
         """Call primitive *name* after *delay* seconds, concurrently; return a join function.
@@ -926,6 +935,55 @@ class InspectorContract(_Contract):
         assert 0 < peeked.held.ttl <= 5.0
         assert primitives.unlock(key, owner)
         assert primitives.peek([key])[0].held is None
+
+
+class ExtenderContract(_Contract):
+    """The checks of :class:`resilient.typing.Extender`, for backends that implement it.
+
+    Subclass it beside :class:`BackendContract`, with the same ``backend`` fixture. Each check
+    runs through ``extend_many`` and ``aextend_many``.
+    """
+
+    def lock_key(self) -> str:
+        """Return a new lock key, with a hash tag of its own."""
+        return f"{self.key_prefix}:extended:{{{uuid.uuid4().hex}}}"
+
+    def test_each_lease_is_answered_in_order_as_extend_would(self, primitives: _Primitives) -> None:
+        """Each lease's outcome, in order: what extend would answer, and do, for it.
+
+        Held by its owner: True, and it outlasts its old ttl. Held by another owner, run out
+        or never taken: False, and nothing changes for it.
+        """
+        ran_out, held, others, missing = (self.lock_key() for _ in range(4))
+        owner, other = self.token(), self.token()
+        primitives.lock(ran_out, owner, _SHORT_TTL)
+        _pause(_PAST_SHORT_TTL)
+        primitives.lock(held, owner, _SHORT_TTL)
+        primitives.lock(others, other, _SHORT_TTL)
+        leases = [(key, owner, _LONG_TTL) for key in (ran_out, held, others, missing)]
+        assert primitives.extend_many(leases) == [False, True, False, False]
+        _pause(_PAST_SHORT_TTL)
+        assert primitives.lock(held, other, _LONG_TTL).token is None  # extended: still held
+        for key in (ran_out, others, missing):
+            assert primitives.lock(key, self.token(), _LONG_TTL).token is not None
+
+    def test_leases_of_many_keys_are_all_extended(self, primitives: _Primitives) -> None:
+        """Fifty leases, each under a hash tag of its own (a sharded store's every shard).
+
+        Each is extended to a short ttl, so that each one running out then shows it was.
+        """
+        owner = self.token()
+        keys = [self.lock_key() for _ in range(50)]
+        for key in keys:
+            primitives.lock(key, owner, _LONG_TTL)
+        assert primitives.extend_many([(key, owner, _SHORT_TTL) for key in keys]) == [True] * 50
+        _pause(_PAST_SHORT_TTL)
+        for key in keys:
+            assert primitives.lock(key, self.token(), _LONG_TTL).token is not None
+
+    def test_no_leases_extend_nothing(self, primitives: _Primitives) -> None:
+        """An empty list is answered with an empty list."""
+        assert primitives.extend_many([]) == []
 
 
 class _Heard:

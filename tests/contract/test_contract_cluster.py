@@ -8,10 +8,17 @@ import pytest
 from redis_infra import RedisClusterProcesses
 
 from resilient.backends.redis import RedisBackend
-from resilient.testing.contract import BackendContract, BroadcasterContract, InspectorContract
+from resilient.testing.contract import (
+    BackendContract,
+    BroadcasterContract,
+    ExtenderContract,
+    InspectorContract,
+)
 
 
-class TestClusterBackendContract(BackendContract, BroadcasterContract, InspectorContract):
+class TestClusterBackendContract(
+    BackendContract, BroadcasterContract, ExtenderContract, InspectorContract
+):
     """RedisBackend on a Cluster keeps every promise, with keys and indexes across slots."""
 
     @pytest.fixture

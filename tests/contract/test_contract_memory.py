@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from resilient.backends.memory import MemoryBackend
-from resilient.testing.contract import BackendContract, InspectorContract
+from resilient.testing.contract import BackendContract, ExtenderContract, InspectorContract
 
 
-class TestMemoryBackendContract(BackendContract, InspectorContract):
+class TestMemoryBackendContract(BackendContract, ExtenderContract, InspectorContract):
     """MemoryBackend keeps every promise of the backend protocols."""
 
     @pytest.fixture

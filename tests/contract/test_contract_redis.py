@@ -8,7 +8,12 @@ import pytest
 
 from resilient.backends.codec import Codec
 from resilient.backends.redis import RedisBackend
-from resilient.testing.contract import BackendContract, BroadcasterContract, InspectorContract
+from resilient.testing.contract import (
+    BackendContract,
+    BroadcasterContract,
+    ExtenderContract,
+    InspectorContract,
+)
 
 CODECS = {
     "data": Codec(),
@@ -16,7 +21,9 @@ CODECS = {
 }
 
 
-class TestRedisBackendContract(BackendContract, BroadcasterContract, InspectorContract):
+class TestRedisBackendContract(
+    BackendContract, BroadcasterContract, ExtenderContract, InspectorContract
+):
     """RedisBackend on one server keeps every promise, with the data and the pickle codec."""
 
     @pytest.fixture(params=sorted(CODECS))

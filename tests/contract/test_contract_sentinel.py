@@ -8,10 +8,17 @@ import pytest
 from redis_infra import SentinelSetup
 
 from resilient.backends.redis import RedisBackend
-from resilient.testing.contract import BackendContract, BroadcasterContract, InspectorContract
+from resilient.testing.contract import (
+    BackendContract,
+    BroadcasterContract,
+    ExtenderContract,
+    InspectorContract,
+)
 
 
-class TestSentinelBackendContract(BackendContract, BroadcasterContract, InspectorContract):
+class TestSentinelBackendContract(
+    BackendContract, BroadcasterContract, ExtenderContract, InspectorContract
+):
     """RedisBackend on the master a Sentinel names keeps every promise."""
 
     @pytest.fixture
