@@ -14,14 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import redis
 from cache_support import PATIENCE, EventLog, eventually, pause
 from redis_fixtures import Backends
 from redis_infra import FaultProxyFactory, RedisServer, commands_sent
 
 import resilient
 from resilient import deduped
-from resilient.backends import MemoryBackend
+from resilient.backends import Locked, MemoryBackend
+from resilient.backends.redis import RedisBackend
 from resilient.events import BackendFailed, DedupeJoined, DedupeLed, DedupeTakenOver
 from resilient.exceptions import SharedFlightError
 from resilient.exceptions import TimeoutError as ResilientTimeoutError
@@ -129,8 +129,19 @@ def test_a_cancelled_leader_leaves_the_flight_to_the_other_participant(
     assert [type(event) for event in log.events].count(DedupeTakenOver) == 1
 
 
+class LockAttempts(RedisBackend):
+    """A RedisBackend that counts the lock attempts it had answered."""
+
+    answered = 0
+
+    def lock(self, key: str, owner: str, ttl: float) -> Locked:
+        locked = super().lock(key, owner, ttl)
+        self.answered += 1
+        return locked
+
+
 def test_followers_of_a_leader_whose_deadline_came_wait_on(
-    backends: Backends, redis_url: str, client: redis.Redis
+    backends: Backends, redis_url: str
 ) -> None:
     """A caller without a deadline, behind one that gave up waiting for another process, waits on.
 
@@ -147,7 +158,10 @@ def test_followers_of_a_leader_whose_deadline_came_wait_on(
         release.wait(PATIENCE)
         return {currency: 1.08}
 
-    first, second = two(rates, backends(redis_url))
+    counted = LockAttempts.from_url(redis_url)
+    assert isinstance(counted, LockAttempts)
+    first = deduped(shared=True, backend=backends(redis_url), name="rates")(rates)
+    second = deduped(shared=True, backend=counted, name="rates")(rates)
 
     def impatient() -> Any:
         with resilient.deadline(1.0):  # time for the patient caller to follow it
@@ -157,15 +171,17 @@ def test_followers_of_a_leader_whose_deadline_came_wait_on(
         running = pool.submit(first, "EUR")
         assert entered.wait(PATIENCE)
         leading = pool.submit(impatient)
-        # it waits for the other participant once it listens for its lock's release
-        assert eventually(lambda: bool(client.pubsub_channels("*rates*")))
+        assert eventually(lambda: counted.answered == 1)  # refused: it waits for the other
         patient = pool.submit(second, "EUR")
         with pytest.raises(ResilientTimeoutError):
             leading.result(PATIENCE)
-        assert not patient.done()  # it waits on, for the other participant's execution
+        # it takes the lead, is refused in turn, and waits on for the other's execution
+        assert eventually(lambda: counted.answered == 2)
+        assert not patient.done()
         release.set()
         assert running.result(PATIENCE) == {"EUR": 1.08}
         assert patient.result(PATIENCE) == {"EUR": 1.08}
+    counted.close()
     assert runs == ["EUR"]
 
 
