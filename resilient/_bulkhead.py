@@ -32,7 +32,9 @@
 # - Fail closed: a slot that cannot be asked for (or waited for) is a BackendUnavailableError,
 #   and the function does not run; an acquisition whose reply was lost is given back. A
 #   release that fails is reported (BackendFailed): the call's outcome stands, and the slot's
-#   lease runs out on its own. A lease found gone (renewal or release) is reported lost.
+#   lease runs out on its own. A lease found gone (renewal or release) is reported lost; a
+#   release that redis-py re-sent after its first run gave the slot back is not found gone
+#   (the backend knows the release by its receipt: backends/_lua.py, SLOTS).
 from __future__ import annotations
 
 import contextlib

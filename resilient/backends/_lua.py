@@ -9,7 +9,10 @@
 # - Every script is safe to run twice: redis-py re-sends a command after a connection error,
 #   and the first run may have happened. A claim taken again by its own token reports taken;
 #   a release or a put finds the claim already gone and does nothing more; a value written
-#   twice is the same value.
+#   twice is the same value. A lock's or a slot's release also says whether it released,
+#   and a re-sent one must not report a loss its first run caused: each release carries a
+#   random receipt, kept `receipt_ms` once it released, which the same release sent again
+#   finds. Any other release (a second call, an operator's) carries another.
 # - Time comes from the server (TIME), never from the client, so index scores compare with
 #   the expiry Redis itself applies to the values they name.
 # - Shared pieces are Lua functions in fragments below, composed into the scripts by string
@@ -32,17 +35,23 @@ __all__ = [
     "UNLOCK",
 ]
 
-# Delete the claim if *token* holds it, and publish on *channel* to wake its waiters; return
-# whether it did.
+# Delete the claim (and the keys given after *channel*) if *token* holds it, and publish on
+# *channel* to wake its waiters; return whether it did.
 _RELEASE_FUNCTION: Final = """
-local function release(claim, token, publish, channel)
+local function release(claim, token, publish, channel, ...)
   if redis.call('GET', claim) == token then
-    redis.call('DEL', claim)
+    redis.call('DEL', claim, ...)
     redis.call(publish, channel, '1')
     return true
   end
   return false
 end
+"""
+
+# How long a release's receipt is kept: well past when a re-send of it arrives (redis-py
+# re-sends at once, on a new connection, within its connect timeout: 1 s by default).
+_RECEIPT: Final = """
+local receipt_ms = 10000
 """
 
 # Record *member* in the index keys KEYS[first..], scored by its expiry in server milliseconds;
@@ -212,11 +221,17 @@ return {token, tonumber(ARGV[2])}
 
 UNLOCK: Final = (
     _RELEASE_FUNCTION
+    + _RECEIPT
     + """
--- KEYS: the lock (the claim key), its fencing token. ARGV: owner, publish command, channel
--- Returns 1 if the owner held the lock (now released), else 0.
-if release(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then
-  redis.call('DEL', KEYS[2])
+-- KEYS: the lock (the claim key), its fencing token, its receipt
+-- ARGV: owner, publish command, channel, receipt (random, per release)
+-- Returns 1 if the owner held the lock (now released, the receipt kept receipt_ms), or if the
+-- receipt is kept already (this release, sent twice, released on its first run); else 0.
+if release(KEYS[1], ARGV[1], ARGV[2], ARGV[3], KEYS[2]) then
+  redis.call('SET', KEYS[3], ARGV[4], 'PX', receipt_ms)
+  return 1
+end
+if redis.call('GET', KEYS[3]) == ARGV[4] then
   return 1
 end
 return 0
@@ -234,48 +249,70 @@ end
 return 0
 """
 
-SLOTS: Final = """
+SLOTS: Final = (
+    _RECEIPT
+    + """
 -- A counting semaphore whose places are leases (a shared bulkhead's slots).
--- KEYS: the holders, a sorted set of owner -> when its lease runs out (server ms)
+-- KEYS: the holders, a sorted set: owner -> when its lease runs out (server ms), and a
+--   release's receipt -> minus when it is dropped
 -- ARGV: the operation ('acquire', 'release', 'extend' or 'full'), owner, limit, ttl ms,
--- publish command, wake-up channel
--- Leases run out first. Then:
--- 'acquire': admit the owner if it holds a lease already (the same request sent twice) or
---   fewer than limit do, its lease lasting ttl ms from now; 1 if admitted, else 0.
--- 'release': drop the owner's lease and publish on the channel; 1 if it held one, else 0.
--- 'extend': make the owner's lease last ttl ms from now; 1 if it held one, else 0.
--- 'full': -1 if fewer than limit hold a lease, else the ms until the first lease runs out.
--- Safe to run twice: an owner admitted again keeps one lease; a second release finds none.
+--   publish command, wake-up channel, receipt (random, per release)
+-- A lease is live while its score is above now, a receipt kept while its score is below -now;
+-- each release drops the others (scored from -now to now). Counting live leases (ZCOUNT) needs
+-- no dropping first, so that taking a slot costs TIME, ZCOUNT, ZADD and PEXPIRE.
+-- 'acquire': admit the owner if fewer than limit leases are live, or if it holds one (the same
+--   request sent twice), its lease lasting ttl ms from now; 1 if admitted, else 0.
+-- 'release': drop the owner's live lease, keep the receipt receipt_ms and publish on the
+--   channel; 1 if it did, or if the receipt is kept already (this release, sent twice,
+--   released on its first run); else 0.
+-- 'extend': make the owner's live lease last ttl ms from now; 1 if it held one, else 0.
+-- 'full': -1 if fewer than limit leases are live, else the ms until the first runs out.
+-- The key lasts as long as its longest lease and its receipts (at least receipt_ms).
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now))
-local operation, owner = ARGV[1], ARGV[2]
+local operation, owner, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local live = '(' .. string.format('%d', now)
 if operation == 'release' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], string.format('%d', -now), string.format('%d', now))
   if redis.call('ZREM', KEYS[1], owner) == 1 then
+    redis.call('ZADD', KEYS[1], string.format('%d', -(now + receipt_ms)), ARGV[7])
     redis.call(ARGV[5], ARGV[6], '1')
+    return 1
+  end
+  if redis.call('ZSCORE', KEYS[1], ARGV[7]) then
     return 1
   end
   return 0
 end
-if operation == 'full' then
-  if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[3]) then
-    return -1
-  end
-  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return tonumber(first[2]) - now
-end
-local held = redis.call('ZSCORE', KEYS[1], owner)
+local count = -1
 if operation == 'extend' then
-  if not held then
+  local held = tonumber(redis.call('ZSCORE', KEYS[1], owner))
+  if not held or held <= now then
     return 0
   end
-elseif not held and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
-  return 0
+else
+  count = redis.call('ZCOUNT', KEYS[1], live, '+inf')
+  if operation == 'full' then
+    if count < limit then
+      return -1
+    end
+    local first = redis.call('ZRANGEBYSCORE', KEYS[1], live, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    return tonumber(first[2]) - now
+  end
+  if count >= limit then
+    local held = tonumber(redis.call('ZSCORE', KEYS[1], owner))
+    if not held or held <= now then
+      return 0
+    end
+  end
 end
 local ttl = tonumber(ARGV[4])
 redis.call('ZADD', KEYS[1], string.format('%d', now + ttl), owner)
-if redis.call('PTTL', KEYS[1]) < ttl then
-  redis.call('PEXPIRE', KEYS[1], ttl)
+local lasting = math.max(ttl, receipt_ms)
+-- with no other live lease, no lease needs the key to last longer
+if count == 0 or redis.call('PTTL', KEYS[1]) < lasting then
+  redis.call('PEXPIRE', KEYS[1], lasting)
 end
 return 1
 """
+)

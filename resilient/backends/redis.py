@@ -13,6 +13,8 @@ the commands each primitive sends, and what Redis does not promise.
 # - Every command is safe to send twice (claims and releases check the token, purge removes a
 #   member from its index before deleting the value), because redis-py re-sends a command once
 #   after a connection error; only the counts delete and purge return may then fall short.
+#   A lock's or a slot's release re-sent after its first run released finds its own receipt
+#   and reports released, not a lease lost (_lua.UNLOCK, _lua.SLOTS).
 # - The reads of operators' tools (`scan`, `peek`: resilient.typing.Inspector) are the
 #   exceptions: a scan walks the keyspace in bounded steps (SCAN with COUNT, on every primary
 #   of a Cluster; never KEYS), and a peek pipelines plain reads, which change nothing.
@@ -33,6 +35,7 @@ import asyncio
 import hashlib
 import math
 import re
+import secrets
 import threading
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
@@ -168,8 +171,9 @@ _FENCING: Final = ":token"
 _FENCE: Final = ":fence"
 _SLOTS: Final = _Script(_lua.SLOTS)
 _HOLDERS: Final = ":slots"
+_UNLOCKED: Final = ":unlocked"  # the receipt of a lock's last release (see _lua.UNLOCK)
 # the keys the backend keeps beside a key, by suffix: a scan lists each such key once, as the key
-_BESIDE: Final = (_CLAIM, _FENCING, _FENCE, _HOLDERS)
+_BESIDE: Final = (_CLAIM, _FENCING, _FENCE, _HOLDERS, _UNLOCKED)
 _SCAN_BATCH: Final = 500  # the COUNT of each SCAN: how much of the keyspace one command walks
 _PEEK_BATCH: Final = 200  # keys read per pipeline by a peek
 _PEEKED: Final = 5  # commands a peek sends per key
@@ -1000,7 +1004,11 @@ class RedisBackend:
         return Locked(None, ttl, int(holder[0]) or None)  # 0: a claim that is not a lock's
 
     def unlock(self, key: str, owner: str) -> bool:
-        """Release *owner*'s lock on *key* and wake its waiters (one command)."""
+        """Release *owner*'s lock on *key* and wake its waiters (one command).
+
+        Also True when redis-py re-sent this release after a connection error and its first
+        run released the lock: the script finds this release's receipt, kept 10 s.
+        """
         return run_sync(self._unlock_steps(self._sync(), key, owner))
 
     async def aunlock(self, key: str, owner: str) -> bool:
@@ -1008,8 +1016,11 @@ class RedisBackend:
         return await run_async(self._unlock_steps(await self._async(), key, owner))
 
     def _unlock_steps(self, client: Any, key: str, owner: str) -> _Steps[bool]:
-        args = (owner, self._publish, key + _RELEASED)
-        return bool((yield from _UNLOCK.steps(client, (key + _CLAIM, key + _FENCING), args)))
+        # a receipt of its own: this release, re-sent after its first run released, reports
+        # released; any other release of the lock does not
+        args = (owner, self._publish, key + _RELEASED, secrets.token_hex(8))
+        keys = (key + _CLAIM, key + _FENCING, key + _UNLOCKED)
+        return bool((yield from _UNLOCK.steps(client, keys, args)))
 
     def extend(self, key: str, owner: str, ttl: float) -> bool:
         """Make *owner*'s lock on *key* last *ttl* seconds from now (one command)."""
@@ -1067,7 +1078,11 @@ class RedisBackend:
         return bool(await run_async(steps))
 
     def release_slot(self, key: str, owner: str) -> bool:
-        """Give back *owner*'s slot of *key* and wake its waiters (one command)."""
+        """Give back *owner*'s slot of *key* and wake its waiters (one command).
+
+        Also True when this release was re-sent and its first run gave the slot back (its
+        receipt is kept 10 s, as for :meth:`unlock`).
+        """
         return bool(run_sync(self._slot_steps(self._sync(), "release", key, owner)))
 
     async def arelease_slot(self, key: str, owner: str) -> bool:
@@ -1100,7 +1115,9 @@ class RedisBackend:
     ) -> _Steps[int]:
         """Run the SLOTS script's *operation* on the holders of *key*; its integer reply."""
         milliseconds = _milliseconds(ttl, "ttl") if operation in {"acquire", "extend"} else 0
-        args = (operation, owner, limit, milliseconds, self._publish, key + _RELEASED)
+        # a release's receipt of its own, as for unlock
+        receipt = "~" + secrets.token_hex(8) if operation == "release" else ""
+        args = (operation, owner, limit, milliseconds, self._publish, key + _RELEASED, receipt)
         return int((yield from _SLOTS.steps(client, (key + _HOLDERS,), args)))
 
     def _wait_slot(self, client: Any, key: str, limit: int, timeout: float) -> _Steps[None]:

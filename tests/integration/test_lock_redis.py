@@ -193,7 +193,10 @@ def test_the_fencing_counter_expires_and_tokens_keep_increasing_after(
     with guard as after:
         pass
     assert after.token > before.token
-    assert server.dbsize() == 1  # only the new counter: the lease and its token went with it
+    # only the new counter and the release's receipt: the lease and its token went with it
+    receipt = guard._key() + ":unlocked"
+    assert sorted(server.keys()) == sorted([fence, receipt.encode()])
+    assert 0 < server.pttl(receipt) <= 10_000  # kept for a re-send of the release, no longer
 
 
 def test_acquire_and_release_are_one_command_each(redis_url: str, backends: Backends) -> None:
