@@ -130,13 +130,13 @@ def test_a_cancelled_leader_leaves_the_flight_to_the_other_participant(
 
 
 class LockAttempts(RedisBackend):
-    """A RedisBackend that counts the lock attempts it had answered."""
+    """A RedisBackend that lists the threads whose lock attempts it had answered."""
 
-    answered = 0
+    answered: tuple[str, ...] = ()
 
     def lock(self, key: str, owner: str, ttl: float) -> Locked:
         locked = super().lock(key, owner, ttl)
-        self.answered += 1
+        self.answered += (threading.current_thread().name,)
         return locked
 
 
@@ -160,23 +160,29 @@ def test_followers_of_a_leader_whose_deadline_came_wait_on(
 
     counted = LockAttempts.from_url(redis_url)
     assert isinstance(counted, LockAttempts)
-    first = deduped(shared=True, backend=backends(redis_url), name="rates")(rates)
-    second = deduped(shared=True, backend=counted, name="rates")(rates)
+    options: dict[str, Any] = {"shared": True, "name": "rates", "lease_ttl": PATIENCE * 2}
+    first = deduped(backend=backends(redis_url), **options)(rates)
+    second = deduped(backend=counted, **options)(rates)
+    impatient_thread: list[str] = []
 
     def impatient() -> Any:
+        impatient_thread.append(threading.current_thread().name)
         with resilient.deadline(1.0):  # time for the patient caller to follow it
             return second("EUR")
+
+    def patient_refused() -> bool:
+        return any(name not in impatient_thread for name in counted.answered)
 
     with ThreadPoolExecutor(3) as pool:
         running = pool.submit(first, "EUR")
         assert entered.wait(PATIENCE)
         leading = pool.submit(impatient)
-        assert eventually(lambda: counted.answered == 1)  # refused: it waits for the other
+        assert eventually(lambda: bool(counted.answered))  # refused: it waits for the other
         patient = pool.submit(second, "EUR")
         with pytest.raises(ResilientTimeoutError):
             leading.result(PATIENCE)
         # it takes the lead, is refused in turn, and waits on for the other's execution
-        assert eventually(lambda: counted.answered == 2)
+        assert eventually(patient_refused)
         assert not patient.done()
         release.set()
         assert running.result(PATIENCE) == {"EUR": 1.08}
