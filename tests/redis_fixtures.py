@@ -9,6 +9,7 @@ finalizer, whatever the test's outcome. When a server cannot be found or started
 - `redis_url`: the shared server's URL, emptied (FLUSHALL) before the test.
 - `fresh_redis`: a server of the test's own, free to `kill()` and `restart()`.
 - `fault_proxy`: `fault_proxy(port)` starts a `FaultProxy` in front of 127.0.0.1:port.
+- `proxy`: a started `FaultProxy` in front of the shared server, emptied as `redis_url`.
 - `redis_cluster` / `redis_cluster_url`: a three-master Cluster shared by the session / emptied.
 - `redis_sentinel`: a master watched by one Sentinel, shared by the session.
 - `backends`: `backends(url, **options)` is a `RedisBackend.from_url`, closed after the test.
@@ -45,6 +46,7 @@ __all__ = [
     "redis_sentinel",
     "redis_server",
     "redis_url",
+    "proxy",
 ]
 
 Backends = Callable[..., RedisBackend]
@@ -114,6 +116,12 @@ def fault_proxy() -> Iterator[FaultProxyFactory]:
     finally:
         for proxy in proxies:
             proxy.close()
+
+
+@pytest.fixture
+def proxy(redis_server: RedisServer, redis_url: str, fault_proxy: FaultProxyFactory) -> FaultProxy:
+    """A fault proxy in front of the shared server, emptied (as for `redis_url`) before the test."""
+    return fault_proxy(redis_server.port)
 
 
 @pytest.fixture(scope="session")

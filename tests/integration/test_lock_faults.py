@@ -28,7 +28,7 @@ import pytest
 import redis
 from cache_support import PATIENCE, eventually, pause
 from redis_fixtures import Backends
-from redis_infra import FaultProxy, FaultProxyFactory, RedisServer
+from redis_infra import FaultProxy
 
 from resilient import Lease, Lock, lock
 from resilient.backends.redis import RedisBackend
@@ -64,12 +64,6 @@ def server(redis_url: str) -> Iterator[redis.Redis]:
     """A plain client of the shared server, to look at the locks behind the lock's back."""
     with redis.Redis.from_url(redis_url) as plain:
         yield plain
-
-
-@pytest.fixture
-def proxy(redis_server: RedisServer, redis_url: str, fault_proxy: FaultProxyFactory) -> FaultProxy:
-    """A fault proxy in front of the shared (emptied) server."""
-    return fault_proxy(redis_server.port)
 
 
 @pytest.fixture

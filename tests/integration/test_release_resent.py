@@ -20,7 +20,7 @@ import pytest
 import redis
 from cache_support import PATIENCE, EventLog, eventually, pause
 from redis_fixtures import Backends
-from redis_infra import FaultProxy, FaultProxyFactory, RedisServer
+from redis_infra import FaultProxy
 
 import resilient
 from resilient.backends.redis import RedisBackend
@@ -43,12 +43,6 @@ def fresh_name(prefix: str) -> str:
 def server(redis_url: str) -> redis.Redis:
     """A plain client of the shared server, to look behind the backend's back."""
     return redis.Redis.from_url(redis_url)
-
-
-@pytest.fixture
-def proxy(redis_server: RedisServer, redis_url: str, fault_proxy: FaultProxyFactory) -> FaultProxy:
-    """A fault proxy in front of the shared (emptied) server."""
-    return fault_proxy(redis_server.port)
 
 
 @pytest.fixture
