@@ -177,7 +177,12 @@ class Backend(Protocol):
         """
 
     def unlock(self, key: str, owner: str) -> bool:
-        """Release *owner*'s lock on *key* and wake its waiters; False if *owner* holds none."""
+        """Release *owner*'s lock on *key* and wake its waiters; False if *owner* holds none.
+
+        False tells the holder its lease was lost, so a store whose client re-sends a command
+        after a connection error should answer True to a re-sent release whose first run
+        released (the Redis backend keeps a receipt of each release for that).
+        """
 
     def extend(self, key: str, owner: str, ttl: float) -> bool:
         """Make *owner*'s lock on *key* last *ttl* seconds from now; False if it holds none."""
@@ -193,7 +198,11 @@ class Backend(Protocol):
         """
 
     def release_slot(self, key: str, owner: str) -> bool:
-        """Give back *owner*'s slot of *key* and wake its waiters; False if it holds none."""
+        """Give back *owner*'s slot of *key* and wake its waiters; False if it holds none.
+
+        As for :meth:`unlock`, a re-sent release whose first run gave the slot back should
+        answer True.
+        """
 
     def extend_slot(self, key: str, owner: str, ttl: float) -> bool:
         """Make *owner*'s slot of *key* last *ttl* seconds from now; False if it holds none."""
