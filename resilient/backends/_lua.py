@@ -223,15 +223,22 @@ UNLOCK: Final = (
     _RELEASE_FUNCTION
     + _RECEIPT
     + """
--- KEYS: the lock (the claim key), its fencing token, its receipt
+-- KEYS: the lock (the claim key), its fencing token, its receipts (a sorted set: receipt ->
+--   when it is dropped, server ms)
 -- ARGV: owner, publish command, channel, receipt (random, per release)
 -- Returns 1 if the owner held the lock (now released, the receipt kept receipt_ms), or if the
 -- receipt is kept already (this release, sent twice, released on its first run); else 0.
+-- Every release keeps its own receipt: a holder that took the lock and released it between
+-- a release's first run and its re-send does not hide the first one's.
 if release(KEYS[1], ARGV[1], ARGV[2], ARGV[3], KEYS[2]) then
-  redis.call('SET', KEYS[3], ARGV[4], 'PX', receipt_ms)
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', string.format('%d', now))
+  redis.call('ZADD', KEYS[3], string.format('%d', now + receipt_ms), ARGV[4])
+  redis.call('PEXPIRE', KEYS[3], receipt_ms)
   return 1
 end
-if redis.call('GET', KEYS[3]) == ARGV[4] then
+if redis.call('ZSCORE', KEYS[3], ARGV[4]) then
   return 1
 end
 return 0

@@ -171,7 +171,7 @@ _FENCING: Final = ":token"
 _FENCE: Final = ":fence"
 _SLOTS: Final = _Script(_lua.SLOTS)
 _HOLDERS: Final = ":slots"
-_UNLOCKED: Final = ":unlocked"  # the receipt of a lock's last release (see _lua.UNLOCK)
+_UNLOCKED: Final = ":unlocked"  # the receipts of a lock's releases (see _lua.UNLOCK)
 # the keys the backend keeps beside a key, by suffix: a scan lists each such key once, as the key
 _BESIDE: Final = (_CLAIM, _FENCING, _FENCE, _HOLDERS, _UNLOCKED)
 _SCAN_BATCH: Final = 500  # the COUNT of each SCAN: how much of the keyspace one command walks

@@ -56,10 +56,12 @@ def release_resent(
     server: redis.Redis,
     hold: Callable[[threading.Event, threading.Event], Any],
     released: Callable[[], bool],
+    meanwhile: Callable[[], object] = list,
 ) -> Any:
     """Run *hold* in a thread: it takes its lease, sets its first event and releases once the
-    second is set. Its release's reply is dropped; once the server shows it *released*, the
-    server closes every connection, and redis-py re-sends the release. Return what *hold* did.
+    second is set. Its release's reply is dropped; once the server shows it *released* (and
+    *meanwhile* ran), the server closes every connection, and redis-py re-sends the release.
+    Return what *hold* did.
     """
     ready, go = threading.Event(), threading.Event()
     with ThreadPoolExecutor(1) as pool:
@@ -69,6 +71,7 @@ def release_resent(
         go.set()
         assert eventually(released), server.keys("*")  # the release ran; its reply is dropped
         pause(REPLY_DROPPED)  # for the proxy's thread to read the reply and drop it
+        meanwhile()
         proxy.heal()
         server.client_kill_filter(_type="normal", skipme=True)
         return outcome.result(timeout=PATIENCE)
@@ -105,6 +108,38 @@ def test_a_lock_release_re_sent_after_it_ran_is_not_a_lost_lease(
     assert lost is False  # and leaving did not raise LockLostError
     assert log.of(LockLost) == []
     assert len(log.of(LockReleased)) == 2  # the block that loaded the scripts, and this one
+
+
+def test_a_re_sent_release_is_known_after_another_holder_came_and_went(
+    proxy: FaultProxy,
+    proxied: RedisBackend,
+    server: redis.Redis,
+    backends: Backends,
+    redis_url: str,
+    log: EventLog,
+) -> None:
+    """Another process takes the lock and releases it before the re-send: still no loss."""
+    name = fresh_name("between")
+    guard = resilient.lock(name, ttl=30, backend=proxied)
+    other = resilient.lock(name, ttl=30, backend=backends(redis_url))
+    claim = guard._key() + ":claim"
+
+    def hold(ready: threading.Event, go: threading.Event) -> bool:
+        with guard:  # connect and load the scripts through the healthy proxy
+            pass
+        with guard as lease:
+            ready.set()
+            go.wait(PATIENCE)
+        return lease.lost
+
+    def another_holder() -> None:
+        with other:  # its release keeps a receipt of its own
+            pass
+
+    lost = release_resent(proxy, server, hold, lambda: server.get(claim) is None, another_holder)
+    assert lost is False
+    assert log.of(LockLost) == []
+    assert len(log.of(LockReleased)) == 3  # ours twice, and the other holder's
 
 
 def test_a_lock_released_by_another_is_still_lost(
