@@ -10,6 +10,7 @@ connection, so that redis-py re-sends it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import threading
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from redis_fixtures import Backends
 from redis_infra import FaultProxy
 
 import resilient
+from resilient import Lock
 from resilient.backends.redis import RedisBackend
 from resilient.events import LockLost, LockReleased
 from resilient.exceptions import LockLostError
@@ -77,6 +79,16 @@ def release_resent(
         return outcome.result(timeout=PATIENCE)
 
 
+def hold_lock(guard: Lock, ready: threading.Event, go: threading.Event) -> bool:
+    """Hold *guard* from this thread for `release_resent`; return whether its lease was lost."""
+    with guard:  # connect and load the scripts through the healthy proxy
+        pass
+    with guard as lease:
+        ready.set()
+        go.wait(PATIENCE)
+    return lease.lost
+
+
 @IN_LOOP
 def test_a_lock_release_re_sent_after_it_ran_is_not_a_lost_lease(
     in_loop: bool, proxy: FaultProxy, proxied: RedisBackend, server: redis.Redis, log: EventLog
@@ -84,14 +96,6 @@ def test_a_lock_release_re_sent_after_it_ran_is_not_a_lost_lease(
     """UNLOCK ran, its reply and connection were lost: leaving the block releases, no loss."""
     guard = resilient.lock(fresh_name("resent"), ttl=30, backend=proxied)
     claim = guard._key() + ":claim"
-
-    def hold_sync(ready: threading.Event, go: threading.Event) -> bool:
-        with guard:  # connect and load the scripts through the healthy proxy
-            pass
-        with guard as lease:
-            ready.set()
-            go.wait(PATIENCE)
-        return lease.lost
 
     async def hold_async(ready: threading.Event, go: threading.Event) -> bool:
         async with guard:
@@ -102,7 +106,7 @@ def test_a_lock_release_re_sent_after_it_ran_is_not_a_lost_lease(
         return lease.lost
 
     def hold(ready: threading.Event, go: threading.Event) -> bool:
-        return asyncio.run(hold_async(ready, go)) if in_loop else hold_sync(ready, go)
+        return asyncio.run(hold_async(ready, go)) if in_loop else hold_lock(guard, ready, go)
 
     lost = release_resent(proxy, server, hold, lambda: server.get(claim) is None)
     assert lost is False  # and leaving did not raise LockLostError
@@ -124,18 +128,11 @@ def test_a_re_sent_release_is_known_after_another_holder_came_and_went(
     other = resilient.lock(name, ttl=30, backend=backends(redis_url))
     claim = guard._key() + ":claim"
 
-    def hold(ready: threading.Event, go: threading.Event) -> bool:
-        with guard:  # connect and load the scripts through the healthy proxy
-            pass
-        with guard as lease:
-            ready.set()
-            go.wait(PATIENCE)
-        return lease.lost
-
     def another_holder() -> None:
         with other:  # its release keeps a receipt of its own
             pass
 
+    hold = functools.partial(hold_lock, guard)
     lost = release_resent(proxy, server, hold, lambda: server.get(claim) is None, another_holder)
     assert lost is False
     assert log.of(LockLost) == []
